@@ -1,0 +1,135 @@
+"""The `aiquery` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aiquery.serving.config import (
+    LATENCY_DISTRIBUTIONS,
+    OVERFLOW_POLICIES,
+    ConfigError,
+    load_config,
+)
+
+# CLI flag → Faults field, for `aiquery serve`.
+_FAULT_FLAGS: dict[str, tuple[str, type, str]] = {
+    "latency_ms": (
+        "--latency-ms",
+        float,
+        "latency per request in ms (the mean for a distribution)",
+    ),
+    "latency_distribution": (
+        "--latency-distribution",
+        str,
+        f"one of {', '.join(LATENCY_DISTRIBUTIONS)}",
+    ),
+    "requests_per_minute": (
+        "--rpm",
+        float,
+        "requests per minute per endpoint; beyond it 429 + Retry-After",
+    ),
+    "tokens_per_minute": (
+        "--tpm",
+        float,
+        "tokens per minute per endpoint; beyond it 429 + Retry-After",
+    ),
+    "max_concurrency": ("--max-concurrency", int, "requests in progress at once per endpoint"),
+    "overflow": ("--overflow", str, f"past --max-concurrency: {' or '.join(OVERFLOW_POLICIES)}"),
+    "error_rate_500": ("--error-rate-500", float, "fraction of requests answered 500"),
+    "error_rate_503": ("--error-rate-503", float, "fraction of requests answered 503"),
+    "hang_rate": ("--hang-rate", float, "fraction of requests never answered"),
+    "drop_rate": ("--drop-rate", float, "fraction of connections closed without an answer"),
+    "malformed_rate": ("--malformed-rate", float, "fraction of answers with a truncated JSON body"),
+    "seed": ("--seed", int, "seed for the injected faults and latencies"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiquery", description="Databricks-style ai_query for Apache Spark."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the local emulator of Databricks model serving",
+        description="Serve the Databricks model-serving and AI Gateway APIs from built-in local models.",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8080, help="port (0 picks a free one; default 8080)"
+    )
+    serve.add_argument(
+        "--token",
+        help="access token clients must send (default: $AIQUERY_SERVE_TOKEN or a new one)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        help="token for the /admin routes (default: $AIQUERY_SERVE_ADMIN_TOKEN or a new one)",
+    )
+    serve.add_argument(
+        "--config", metavar="FILE", help="TOML file with [faults] and [endpoints.NAME] tables"
+    )
+    knobs = serve.add_argument_group("fault and capacity knobs (applied to every endpoint)")
+    for field, (flag, kind, text) in _FAULT_FLAGS.items():
+        knobs.add_argument(flag, dest=field, type=kind, help=text)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiquery.serving.app import Emulator
+    from aiquery.serving.server import base_url, new_token, serve_forever
+
+    overrides: dict[str, Any] = {
+        f: getattr(args, f) for f in _FAULT_FLAGS if getattr(args, f) is not None
+    }
+    config = load_config(args.config, fault_overrides=overrides)
+    token_given = args.token or os.environ.get("AIQUERY_SERVE_TOKEN")
+    admin_given = args.admin_token or os.environ.get("AIQUERY_SERVE_ADMIN_TOKEN")
+    token = token_given or new_token()
+    admin_token = admin_given or new_token()
+    emulator = Emulator(config, token=token, admin_token=admin_token)
+
+    def ready(port: int) -> None:
+        url = base_url(args.host, port)
+        # A token the user chose is theirs already; only a generated one is shown.
+        shown = "(as given by --token / AIQUERY_SERVE_TOKEN)" if token_given else token
+        shown_admin = (
+            "(as given by --admin-token / AIQUERY_SERVE_ADMIN_TOKEN)"
+            if admin_given
+            else admin_token
+        )
+        print(f"aiquery serve: listening on {url}", flush=True)
+        print(f"token: {shown}", flush=True)
+        print(f"admin token: {shown_admin}", flush=True)
+        print(f"{len(config.endpoints)} endpoints; try: export DATABRICKS_HOST={url}", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(emulator, args.host, args.port, ready))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+    except ConfigError as e:
+        print(f"aiquery: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"aiquery: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The Anthropic Messages shape (`/ai-gateway/anthropic/v1/messages`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiquery.protocols.common import (
+    ChatRequest,
+    ChatResult,
+    Message,
+    ProtocolError,
+    Usage,
+    as_object,
+    estimate_tokens,
+    require,
+    text_of_content,
+)
+
+_PASS_THROUGH = ("temperature", "top_p", "top_k", "stop_sequences")
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
+
+# Anthropic requires max_tokens; this is what the client sends when the user set none.
+DEFAULT_MAX_TOKENS = 4096
+
+
+def encode_request(request: ChatRequest) -> dict[str, Any]:
+    params = dict(request.params)
+    params.pop("response_format", None)  # Anthropic has no response_format
+    system = [m.content for m in request.messages if m.role == "system"]
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": params.pop("max_tokens", DEFAULT_MAX_TOKENS),
+        "messages": [
+            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+        ],
+    }
+    if system:
+        body["system"] = "\n".join(system)
+    if "stop" in params:
+        stop = params.pop("stop")
+        body["stop_sequences"] = [stop] if isinstance(stop, str) else stop
+    body.update(params)
+    return body
+
+
+def decode_request(raw: Any) -> ChatRequest:
+    body = as_object(raw, "the request body")
+    if body.get("stream") is True:
+        raise ProtocolError("streaming ('stream': true) is not supported by this endpoint")
+    max_tokens = require(body, "max_tokens", int, "the request body")
+    if max_tokens < 1:
+        raise ProtocolError("'max_tokens' must be a positive integer")
+    items = require(body, "messages", list, "the request body")
+    if not items:
+        raise ProtocolError("'messages' must contain at least one message")
+    messages: list[Message] = []
+    system = body.get("system")
+    if system is not None:
+        messages.append(Message("system", text_of_content(system, "system")))
+    for i, item in enumerate(items):
+        item = as_object(item, f"messages[{i}]")
+        role = require(item, "role", str, f"messages[{i}]")
+        if role not in ("user", "assistant"):
+            raise ProtocolError(f"messages[{i}].role must be 'user' or 'assistant'")
+        messages.append(
+            Message(role, text_of_content(item.get("content"), f"messages[{i}].content"))
+        )
+    params: dict[str, Any] = {"max_tokens": max_tokens}
+    params.update({k: body[k] for k in _PASS_THROUGH if k in body})
+    return ChatRequest(tuple(messages), body.get("model"), params)
+
+
+def encode_response(result: ChatResult) -> dict[str, Any]:
+    return {
+        "id": result.request_id or "msg_local",
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "text", "text": result.text}],
+        "model": result.model or "",
+        "stop_reason": _STOP_REASONS.get(result.finish_reason, "end_turn"),
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": result.usage.input_tokens,
+            "output_tokens": result.usage.output_tokens,
+        },
+    }
+
+
+def decode_response(raw: Any) -> ChatResult:
+    body = as_object(raw, "the response body")
+    content = require(body, "content", list, "the response body")
+    text = text_of_content(content, "content")
+    usage = body.get("usage")
+    if isinstance(usage, Mapping) and isinstance(usage.get("input_tokens"), int):
+        counted = Usage(usage["input_tokens"], int(usage.get("output_tokens") or 0))
+    else:
+        counted = Usage(0, estimate_tokens(text), estimated=True)
+    finish = "length" if body.get("stop_reason") == "max_tokens" else "stop"
+    return ChatResult(text, finish, counted, request_id=body.get("id"))

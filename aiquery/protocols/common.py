@@ -1,0 +1,155 @@
+"""Protocol-neutral request and result shapes shared by the client and the emulator.
+
+Every API flavour (Databricks serving invocations, OpenAI chat/embeddings/responses,
+Anthropic messages, Gemini generateContent) converts its JSON bodies to and from
+these few dataclasses, so the client and the emulator speak through one definition
+of each wire format and cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Databricks task names, as `GET /api/2.0/serving-endpoints` reports them.
+CHAT = "llm/v1/chat"
+COMPLETIONS = "llm/v1/completions"
+EMBEDDINGS = "llm/v1/embeddings"
+CUSTOM = "custom"
+TASKS = (CHAT, COMPLETIONS, EMBEDDINGS, CUSTOM)
+
+
+class ProtocolError(ValueError):
+    """A body does not have the shape its API flavour requires.
+
+    On the emulator this becomes a 400 `INVALID_PARAMETER_VALUE`; on the client an
+    unparseable response. The message names the offending field, never its content.
+    """
+
+
+def estimate_tokens(text: str) -> int:
+    """Databricks' token estimate for text a model did not count: `(len + 1) // 4`."""
+    return (len(text) + 1) // 4
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    estimated: bool = False  # True when the server did not report counts
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    messages: tuple[Message, ...]
+    model: str | None = None
+    # Pass-through generation parameters (max_tokens, temperature, response_format, ...),
+    # named as in the OpenAI chat API; each flavour renames what it must.
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_tokens(self) -> int | None:
+        value = self.params.get("max_tokens")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def response_format(self) -> Mapping[str, Any] | None:
+        value = self.params.get("response_format")
+        return value if isinstance(value, Mapping) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    text: str
+    finish_reason: str  # "stop" | "length"
+    usage: Usage
+    model: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    prompts: tuple[str, ...]
+    model: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    texts: tuple[str, ...]
+    finish_reasons: tuple[str, ...]
+    usage: Usage
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    inputs: tuple[str, ...]
+    model: str | None = None
+    encoding_format: str = "float"  # "float" | "base64" (OpenAI SDK default)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    vectors: tuple[tuple[float, ...], ...]
+    usage: Usage
+    model: str | None = None
+
+
+def require(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """Return `body[key]` if present with the expected JSON type, else raise ProtocolError."""
+    if key not in body:
+        raise ProtocolError(f"missing required field '{key}' in {where}")
+    value = body[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        names = " or ".join(t.__name__ for t in _as_tuple(kind))
+        raise ProtocolError(f"field '{key}' in {where} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def as_object(body: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise ProtocolError(f"{where} must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def text_of_content(content: Any, where: str) -> str:
+    """Text of an OpenAI/Anthropic message `content`: a string or a list of blocks.
+
+    Text blocks are joined; non-text blocks (images, reasoning) carry no text here.
+    """
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        parts: list[str] = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, Mapping) and block.get("type") in (
+                "text",
+                "input_text",
+                "output_text",
+            ):
+                text = block.get("text")
+                if not isinstance(text, str):
+                    raise ProtocolError(f"a text block in {where} has no string 'text'")
+                parts.append(text)
+        return "".join(parts)
+    raise ProtocolError(f"{where} must be a string or a list of content blocks")

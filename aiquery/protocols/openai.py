@@ -1,0 +1,278 @@
+"""OpenAI-shaped chat completions, completions and embeddings.
+
+Databricks serving invocations for chat, completions and embeddings use these same
+bodies (without `model`), as do `/serving-endpoints/chat/completions`,
+`/serving-endpoints/embeddings` and the gateway's `/ai-gateway/mlflow/v1/...` routes.
+Each shape has four functions: the client encodes a request and decodes a response,
+the emulator decodes a request and encodes a response.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiquery.protocols.common import (
+    ChatRequest,
+    ChatResult,
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingRequest,
+    EmbeddingResult,
+    Message,
+    ProtocolError,
+    Usage,
+    as_object,
+    estimate_tokens,
+    require,
+    text_of_content,
+)
+
+# Keys of a chat body that belong to the request itself, not to generation parameters.
+CHAT_RESERVED = frozenset({"messages", "model", "stream", "prompt", "input"})
+_ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
+
+
+# --- chat ---------------------------------------------------------------------------
+
+
+def encode_chat_request(request: ChatRequest, *, with_model: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages]
+    }
+    if with_model and request.model is not None:
+        body["model"] = request.model
+    body.update(request.params)
+    return body
+
+
+def decode_chat_request(raw: Any) -> ChatRequest:
+    body = as_object(raw, "the request body")
+    if body.get("stream") is True:
+        raise ProtocolError("streaming ('stream': true) is not supported by this endpoint")
+    items = require(body, "messages", list, "the request body")
+    if not items:
+        raise ProtocolError("'messages' must contain at least one message")
+    messages = []
+    for i, item in enumerate(items):
+        where = f"messages[{i}]"
+        item = as_object(item, where)
+        role = require(item, "role", str, where)
+        if role not in _ROLES:
+            raise ProtocolError(f"{where}.role must be one of {sorted(_ROLES)}, got '{role}'")
+        messages.append(Message(role, text_of_content(item.get("content"), f"{where}.content")))
+    model = body.get("model")
+    params = {k: v for k, v in body.items() if k not in CHAT_RESERVED}
+    _check_common_params(params)
+    return ChatRequest(tuple(messages), model if isinstance(model, str) else None, params)
+
+
+def encode_chat_response(
+    result: ChatResult, *, content_blocks: bool = False, reasoning: str = ""
+) -> dict[str, Any]:
+    content: Any = result.text
+    if content_blocks:
+        content = [
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": reasoning}]},
+            {"type": "text", "text": result.text},
+        ]
+    return {
+        "id": result.request_id or "chatcmpl-local",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.model or "",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": result.finish_reason,
+            }
+        ],
+        "usage": _usage_body(result.usage),
+    }
+
+
+def decode_chat_response(raw: Any) -> ChatResult:
+    body = as_object(raw, "the response body")
+    choices = require(body, "choices", list, "the response body")
+    if not choices:
+        raise ProtocolError("the response has no choices")
+    choice = as_object(choices[0], "choices[0]")
+    message = as_object(require(choice, "message", Mapping, "choices[0]"), "choices[0].message")
+    text = text_of_content(message.get("content"), "choices[0].message.content")
+    finish = choice.get("finish_reason")
+    model = body.get("model")
+    return ChatResult(
+        text=text,
+        finish_reason=finish if isinstance(finish, str) else "stop",
+        usage=decode_usage(body.get("usage"), prompt_text="", output_text=text),
+        model=model if isinstance(model, str) else None,
+        request_id=body.get("id") if isinstance(body.get("id"), str) else None,
+    )
+
+
+# --- completions --------------------------------------------------------------------
+
+
+def encode_completion_request(request: CompletionRequest, *, with_model: bool) -> dict[str, Any]:
+    prompt: str | list[str] = (
+        request.prompts[0] if len(request.prompts) == 1 else list(request.prompts)
+    )
+    body: dict[str, Any] = {"prompt": prompt}
+    if with_model and request.model is not None:
+        body["model"] = request.model
+    body.update(request.params)
+    return body
+
+
+def decode_completion_request(raw: Any) -> CompletionRequest:
+    body = as_object(raw, "the request body")
+    prompt = require(body, "prompt", (str, list), "the request body")
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ProtocolError("'prompt' must be a string or a non-empty list of strings")
+    model = body.get("model")
+    params = {k: v for k, v in body.items() if k not in CHAT_RESERVED}
+    _check_common_params(params)
+    return CompletionRequest(tuple(prompts), model if isinstance(model, str) else None, params)
+
+
+def encode_completion_response(result: CompletionResult, *, request_id: str) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": result.model or "",
+        "choices": [
+            {"index": i, "text": text, "finish_reason": reason, "logprobs": None}
+            for i, (text, reason) in enumerate(
+                zip(result.texts, result.finish_reasons, strict=True)
+            )
+        ],
+        "usage": _usage_body(result.usage),
+    }
+
+
+def decode_completion_response(raw: Any) -> CompletionResult:
+    body = as_object(raw, "the response body")
+    choices = require(body, "choices", list, "the response body")
+    ordered = sorted(
+        (as_object(c, "choices[i]") for c in choices), key=lambda c: int(c.get("index", 0))
+    )
+    texts = tuple(str(c.get("text", "")) for c in ordered)
+    reasons = tuple(str(c.get("finish_reason") or "stop") for c in ordered)
+    usage = decode_usage(body.get("usage"), prompt_text="", output_text="".join(texts))
+    return CompletionResult(texts, reasons, usage)
+
+
+# --- embeddings ---------------------------------------------------------------------
+
+
+def encode_embedding_request(request: EmbeddingRequest, *, with_model: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"input": list(request.inputs)}
+    if with_model and request.model is not None:
+        body["model"] = request.model
+    if request.encoding_format != "float":
+        body["encoding_format"] = request.encoding_format
+    return body
+
+
+def decode_embedding_request(raw: Any) -> EmbeddingRequest:
+    body = as_object(raw, "the request body")
+    value = require(body, "input", (str, list), "the request body")
+    inputs = [value] if isinstance(value, str) else value
+    if not inputs or not all(isinstance(v, str) for v in inputs):
+        raise ProtocolError("'input' must be a string or a non-empty list of strings")
+    fmt = body.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        raise ProtocolError("'encoding_format' must be 'float' or 'base64'")
+    model = body.get("model")
+    return EmbeddingRequest(tuple(inputs), model if isinstance(model, str) else None, fmt)
+
+
+def encode_embedding_response(
+    result: EmbeddingResult, *, encoding_format: str = "float"
+) -> dict[str, Any]:
+    def encode(vector: Sequence[float]) -> Any:
+        if encoding_format == "base64":
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+        return list(vector)
+
+    return {
+        "object": "list",
+        "model": result.model or "",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode(v)}
+            for i, v in enumerate(result.vectors)
+        ],
+        "usage": {
+            "prompt_tokens": result.usage.input_tokens,
+            "total_tokens": result.usage.input_tokens,
+        },
+    }
+
+
+def decode_embedding_response(raw: Any, *, expected: int) -> EmbeddingResult:
+    body = as_object(raw, "the response body")
+    data = require(body, "data", list, "the response body")
+    if len(data) != expected:
+        raise ProtocolError(f"expected {expected} embeddings, the response has {len(data)}")
+    vectors: list[tuple[float, ...] | None] = [None] * expected
+    for item in data:
+        item = as_object(item, "data[i]")
+        index = item.get("index")
+        if not isinstance(index, int) or not 0 <= index < expected or vectors[index] is not None:
+            raise ProtocolError("embedding indexes are not a permutation of the inputs")
+        vectors[index] = _vector(item.get("embedding"))
+    usage = body.get("usage")
+    tokens = usage.get("prompt_tokens") if isinstance(usage, Mapping) else None
+    return EmbeddingResult(
+        tuple(v for v in vectors if v is not None),
+        Usage(tokens, 0) if isinstance(tokens, int) else Usage(0, 0, estimated=True),
+    )
+
+
+def _vector(value: Any) -> tuple[float, ...]:
+    if isinstance(value, str):
+        raw = base64.b64decode(value)
+        return struct.unpack(f"<{len(raw) // 4}f", raw)
+    if isinstance(value, list) and all(isinstance(x, int | float) for x in value):
+        return tuple(float(x) for x in value)
+    raise ProtocolError("an embedding is neither a list of numbers nor base64")
+
+
+# --- shared -------------------------------------------------------------------------
+
+
+def _usage_body(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def decode_usage(raw: Any, *, prompt_text: str, output_text: str) -> Usage:
+    """Token counts from an OpenAI `usage` object, else the Databricks estimate."""
+    if isinstance(raw, Mapping):
+        prompt = raw.get("prompt_tokens", raw.get("input_tokens"))
+        completion = raw.get("completion_tokens", raw.get("output_tokens", 0))
+        if isinstance(prompt, int) and isinstance(completion, int):
+            return Usage(prompt, completion)
+    return Usage(estimate_tokens(prompt_text), estimate_tokens(output_text), estimated=True)
+
+
+def _check_common_params(params: Mapping[str, Any]) -> None:
+    max_tokens = params.get("max_tokens")
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+    ):
+        raise ProtocolError("'max_tokens' must be a positive integer")
+    temperature = params.get("temperature")
+    if temperature is not None and (
+        not isinstance(temperature, int | float) or not 0 <= temperature <= 2
+    ):
+        raise ProtocolError("'temperature' must be a number between 0 and 2")

@@ -1,0 +1,1 @@
+"""`aiquery serve`: a local emulator of Databricks model serving and the Unity AI Gateway."""

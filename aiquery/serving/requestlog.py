@@ -1,0 +1,80 @@
+"""What the emulator really received: per-endpoint counters and a bounded log of recent requests.
+
+Tests compare this with what clients recorded (usage rows), so every request that
+reached a model route is logged exactly once, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Outcomes that are not an HTTP status: the emulator never answered.
+HUNG = "hung"
+DROPPED = "dropped"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    request_id: str
+    time: float
+    route: str
+    endpoint: str | None  # None when the request named no known endpoint
+    status: int | str  # HTTP status, or HUNG / DROPPED
+    input_tokens: int
+    output_tokens: int
+    items: int  # rows served: embedding inputs, completion prompts, custom records; 1 for chat
+    request_tags: dict[str, str] | None
+    user_agent: str | None
+    fault: str | None = None  # the injected fault, if any
+
+
+@dataclass(slots=True)
+class EndpointStats:
+    requests: int = 0
+    items: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "items": self.items,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "statuses": dict(self.statuses),
+        }
+
+
+class RequestLog:
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self.entries: deque[LoggedRequest] = deque(maxlen=max_entries)
+        self.stats: dict[str, EndpointStats] = {}
+        self.started = time.time()
+
+    def add(self, entry: LoggedRequest) -> None:
+        self.entries.append(entry)
+        stats = self.stats.setdefault(entry.endpoint or "<unknown>", EndpointStats())
+        stats.requests += 1
+        stats.items += entry.items
+        stats.input_tokens += entry.input_tokens
+        stats.output_tokens += entry.output_tokens
+        stats.statuses[str(entry.status)] += 1
+
+    def reset(self) -> None:
+        self.entries.clear()
+        self.stats.clear()
+
+    def snapshot(
+        self, endpoint: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        rows = [e for e in self.entries if endpoint is None or e.endpoint == endpoint]
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return [asdict(e) for e in rows]
+
+    def summary(self) -> dict[str, Any]:
+        return {name: s.as_dict() for name, s in sorted(self.stats.items())}

@@ -1,0 +1,48 @@
+"""A local SparkSession with Delta Lake, the way aiquery's CLI, notebooks and tests start one.
+
+Delta's jars are resolved by Spark's own Maven resolver (`spark.jars.packages`, via
+delta-spark's `configure_spark_with_delta_pip`) from Maven Central on first start and
+cached in ~/.ivy2 afterwards; nothing is vendored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def local_session(
+    app_name: str = "aiquery",
+    *,
+    master: str = "local[2]",
+    warehouse: str | Path | None = None,
+    conf: dict[str, Any] | None = None,
+) -> SparkSession:
+    """Get or create a local SparkSession with Delta Lake configured.
+
+    `warehouse` is where managed tables (and, by default, the usage table) live;
+    it defaults to `./spark-warehouse` as in plain Spark.
+    """
+    from delta import configure_spark_with_delta_pip
+
+    builder = SparkSession.builder.master(master).appName(app_name)
+    settings: dict[str, Any] = {
+        **DELTA_CONF,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+    }
+    if warehouse is not None:
+        settings["spark.sql.warehouse.dir"] = str(Path(warehouse).resolve())
+    settings.update(conf or {})
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    return configure_spark_with_delta_pip(builder).getOrCreate()

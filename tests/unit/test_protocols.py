@@ -1,0 +1,184 @@
+"""The shared codecs: what the client encodes, the emulator decodes to the same request, and back."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aiquery.protocols import anthropic, gemini, responses, serving
+from aiquery.protocols import openai as oai
+from aiquery.protocols.common import (
+    ChatRequest,
+    ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
+    Message,
+    ProtocolError,
+    Usage,
+    estimate_tokens,
+)
+from aiquery.protocols.errors import FLAVOURS, error_body, read_error
+from aiquery.protocols.tags import RequestTagsError, parse_request_tags
+
+text = st.text(max_size=200)
+conversation = st.lists(
+    st.builds(Message, st.sampled_from(["user", "assistant"]), text), min_size=1, max_size=4
+)
+results = st.builds(
+    ChatResult,
+    text,
+    st.sampled_from(["stop", "length"]),
+    st.builds(Usage, st.integers(0, 10**6), st.integers(0, 10**6)),
+)
+
+
+@given(conversation, st.integers(1, 4096))
+def test_openai_chat_request_round_trips(messages: list[Message], max_tokens: int) -> None:
+    request = ChatRequest(tuple(messages), "m", {"max_tokens": max_tokens, "temperature": 0.5})
+    assert oai.decode_chat_request(oai.encode_chat_request(request, with_model=True)) == request
+
+
+@given(conversation, st.integers(1, 4096))
+def test_responses_request_round_trips(messages: list[Message], max_tokens: int) -> None:
+    request = ChatRequest(tuple(messages), "m", {"max_tokens": max_tokens})
+    assert responses.decode_request(responses.encode_request(request)) == request
+
+
+@given(conversation, st.integers(1, 4096), text)
+def test_anthropic_request_round_trips(
+    messages: list[Message], max_tokens: int, system: str
+) -> None:
+    request = ChatRequest((Message("system", system), *messages), "m", {"max_tokens": max_tokens})
+    assert anthropic.decode_request(anthropic.encode_request(request)) == request
+
+
+@given(conversation, st.integers(1, 4096))
+def test_gemini_request_round_trips(messages: list[Message], max_tokens: int) -> None:
+    request = ChatRequest(tuple(messages), "m", {"max_tokens": max_tokens})
+    assert gemini.decode_request(gemini.encode_request(request), model="m") == request
+
+
+@given(results)
+@pytest.mark.parametrize(
+    ("encode", "decode"),
+    [
+        (oai.encode_chat_response, oai.decode_chat_response),
+        (lambda r: oai.encode_chat_response(r, content_blocks=True), oai.decode_chat_response),
+        (responses.encode_response, responses.decode_response),
+        (anthropic.encode_response, anthropic.decode_response),
+        (gemini.encode_response, gemini.decode_response),
+    ],
+)
+def test_chat_responses_round_trip_text_finish_and_usage(
+    encode, decode, result: ChatResult
+) -> None:  # type: ignore[no-untyped-def]
+    decoded = decode(encode(result))
+    assert (decoded.text, decoded.finish_reason, decoded.usage) == (
+        result.text,
+        result.finish_reason,
+        result.usage,
+    )
+
+
+@given(
+    st.lists(st.lists(st.floats(-1, 1, width=32), min_size=3, max_size=3), min_size=1, max_size=5),
+    st.sampled_from(["float", "base64"]),
+)
+def test_embeddings_round_trip_in_both_encodings(vectors: list[list[float]], fmt: str) -> None:
+    result = EmbeddingResult(tuple(tuple(v) for v in vectors), Usage(7, 0))
+    body = oai.encode_embedding_response(result, encoding_format=fmt)
+    decoded = oai.decode_embedding_response(body, expected=len(vectors))
+    assert decoded.vectors == result.vectors
+    assert decoded.usage.input_tokens == 7
+
+
+def test_embedding_response_restores_input_order() -> None:
+    body = {
+        "data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": [1.0]}],
+        "usage": {"prompt_tokens": 2},
+    }
+    assert oai.decode_embedding_response(body, expected=2).vectors == ((1.0,), (2.0,))
+    with pytest.raises(ProtocolError, match="expected 3"):
+        oai.decode_embedding_response(body, expected=3)
+    body["data"][0]["index"] = 0
+    with pytest.raises(ProtocolError, match="permutation"):
+        oai.decode_embedding_response(body, expected=2)
+
+
+def test_embedding_request_accepts_a_string_or_list() -> None:
+    assert oai.decode_embedding_request({"input": "a"}).inputs == ("a",)
+    request = EmbeddingRequest(("a", "b"), "m")
+    assert (
+        oai.decode_embedding_request(oai.encode_embedding_request(request, with_model=True))
+        == request
+    )
+    with pytest.raises(ProtocolError):
+        oai.decode_embedding_request({"input": [1, 2]})
+
+
+def test_usage_falls_back_to_the_databricks_estimate() -> None:
+    body = {"choices": [{"message": {"content": "abcdefg"}}]}
+    usage = oai.decode_chat_response(body).usage
+    assert usage.estimated
+    assert usage.output_tokens == estimate_tokens("abcdefg") == 2
+
+
+def test_content_blocks_join_only_text() -> None:
+    body = {
+        "choices": [
+            {
+                "message": {
+                    "content": [
+                        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "hmm"}]},
+                        {"type": "text", "text": "Hello "},
+                        {"type": "text", "text": "world"},
+                    ]
+                }
+            }
+        ]
+    }
+    assert oai.decode_chat_response(body).text == "Hello world"
+
+
+def test_custom_model_layouts_decode_to_records() -> None:
+    records = [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+    assert serving.decode_request(serving.encode_request(records)) == records
+    split = {"dataframe_split": {"columns": ["a", "b"], "data": [[1, "x"], [2, "y"]]}}
+    assert serving.decode_request(split) == records
+    assert serving.decode_request({"inputs": [1, 2]}) == [{"input": 1}, {"input": 2}]
+    with pytest.raises(ProtocolError, match="dataframe_records"):
+        serving.decode_request({"rows": []})
+    with pytest.raises(ProtocolError, match="expected 3 predictions"):
+        serving.decode_response({"predictions": [1]}, expected=3)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 503])
+def test_every_error_shape_reads_back_its_message(flavour: str, status: int) -> None:
+    code, message = read_error(error_body(flavour, status, "the reason"))
+    assert message == "the reason"
+    assert code
+
+
+def test_databricks_error_codes() -> None:
+    assert error_body("databricks", 429, "x")["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert error_body("databricks", 404, "x")["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ("nope", "not valid JSON"),
+        ("[1]", "JSON object"),
+        ('{"a": 1}', "string values"),
+        ('{"": "x"}', "1-64"),
+    ],
+)
+def test_bad_request_tags_name_the_problem(raw: str, needle: str) -> None:
+    with pytest.raises(RequestTagsError, match=needle):
+        parse_request_tags(raw)
+
+
+def test_good_request_tags_parse() -> None:
+    assert parse_request_tags('{"team": "ml", "project": "x"}') == {"team": "ml", "project": "x"}

@@ -1,3 +1,38 @@
-"""aiquery: Databricks-style `ai_query` batch LLM inference for open-source Apache Spark."""
+"""aiquery: Databricks-style `ai_query` batch LLM inference for open-source Apache Spark.
+
+import aiquery
+aiquery.register(spark)                      # ai_query(endpoint, request) in spark.sql
+aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-4', text, failOnError => false) FROM t")
+from aiquery.functions import ai_query       # the DataFrame API
+aiquery.configure(endpoints={...})           # endpoints from Python (see aiquery.endpoints)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["AiQueryError", "RequestError", "__version__", "configure", "register", "sql"]
+
+if TYPE_CHECKING:
+    from aiquery.endpoints import configure
+    from aiquery.errors import AiQueryError, RequestError
+    from aiquery.spark.sql import register, sql
+
+_LAZY = {
+    "configure": "aiquery.endpoints",
+    "AiQueryError": "aiquery.errors",
+    "RequestError": "aiquery.errors",
+    "register": "aiquery.spark.sql",
+    "sql": "aiquery.spark.sql",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `aiquery serve` and the client never import pyspark.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiquery' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -153,6 +153,9 @@ class Emulator:
         request_id: str,
         entry: dict[str, Any],
     ) -> web.StreamResponse:
+        endpoint = self.resolve(path_name) if path_name is not None else None
+        if endpoint is not None:  # logged even when refused, so client and server logs compare
+            entry["endpoint"] = endpoint.name
         if not self.authenticated(request):
             raise HttpError(
                 401, "Invalid or missing access token. Send 'Authorization: Bearer <token>'."
@@ -163,7 +166,6 @@ class Emulator:
                 entry["request_tags"] = parse_request_tags(raw_tags)
             except ValueError as e:
                 raise HttpError(400, str(e)) from None
-        endpoint = self.resolve(path_name) if path_name is not None else None
         if path_name is not None and endpoint is None:
             raise self._not_found(path_name)
         limit = endpoint.payload_limit if endpoint else FOUNDATION_PAYLOAD_LIMIT

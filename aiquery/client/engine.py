@@ -1,0 +1,257 @@
+"""The per-task batch engine: a window of in-flight requests that spans Arrow batch boundaries.
+
+A Spark task hands its input batches, one after another, to `BatchEngine.map`, which
+yields one list of row results per input batch, in input order. Rows become requests
+(one per row, or many rows per request for embeddings and custom models) queued for a
+fixed pool of worker coroutines; the adaptive concurrency limit decides how many of them
+send at once. The next batch is queued before the current one is finished, so its rows
+take the slots that the current batch's stragglers leave free: a per-batch `gather`
+would idle every slot while waiting for the slowest request.
+
+Everything runs on the engine's own event loop in the task's thread: the loop runs only
+while the task waits for its oldest batch, and every in-flight request progresses then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from aiquery.client.http import EndpointClient, Outcome, Recorder
+from aiquery.client.limiter import AdaptiveConcurrency, CircuitBreaker, RateBudget
+from aiquery.client.retry import RetryPolicy
+from aiquery.client.wire import Wire
+from aiquery.endpoints import Endpoint
+from aiquery.errors import RequestError
+
+# Rough payload budget per batched request (the hard 4 MB limit is checked when encoding).
+_BATCH_PAYLOAD_CHARS = 3 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How hard one task pushes one endpoint. Picklable: it travels to executors."""
+
+    concurrency: int = 64  # requests in flight per task, at most
+    parallelism: int = 1  # tasks running at once; the endpoint's limits are split across them
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker_threshold: int = 5
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.parallelism < 1:
+            raise ValueError("concurrency and parallelism must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    value: Any = None
+    error: RequestError | None = None
+
+
+NULL_ROW = RowResult()
+
+
+class _Batch:
+    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+        self.results: list[RowResult | None] = [None] * size
+        self.remaining = 0
+        self.done = done
+
+    def fill(self, rows: Sequence[int], outcome: Outcome) -> None:
+        if outcome.error is not None:
+            for row in rows:
+                self._set(row, RowResult(error=outcome.error))
+        else:
+            assert outcome.outputs is not None and len(outcome.outputs) == len(rows), (
+                "the endpoint answered a different number of outputs than inputs"
+            )
+            for row, value in zip(rows, outcome.outputs, strict=True):
+                self._set(row, RowResult(value))
+        self.remaining -= len(rows)
+        if self.remaining == 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def _set(self, row: int, result: RowResult) -> None:
+        assert self.results[row] is None, f"row {row} answered twice"
+        self.results[row] = result
+
+    def rows(self) -> list[RowResult]:
+        missing = [i for i, r in enumerate(self.results) if r is None]
+        assert not missing, f"rows {missing[:5]} were never answered"
+        return [r for r in self.results if r is not None]
+
+
+class BatchEngine:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        wire: Wire,
+        settings: EngineSettings,
+        *,
+        fail_fast: bool,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.wire = wire
+        self.settings = settings
+        self.fail_fast = fail_fast
+        self.recorder = recorder
+        ceiling = settings.concurrency
+        if endpoint.max_concurrency:
+            ceiling = min(ceiling, max(1, endpoint.max_concurrency // settings.parallelism))
+        self.ceiling = ceiling
+        self.rows_done = 0
+        self.requests_done = 0
+        self._loop = asyncio.new_event_loop()
+        self._calls: deque[tuple[_Batch, list[int], list[Any]]] = deque()
+        self._failure: BaseException | None = None
+        self._pending: deque[_Batch] = deque()
+        self._workers: list[asyncio.Task[None]] = []
+        self.client: EndpointClient | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def __enter__(self) -> BatchEngine:
+        self._loop.run_until_complete(self._open())
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def _open(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.ceiling, ttl_dns_cache=300)
+        session = aiohttp.ClientSession(connector=connector)
+        split = self.settings.parallelism
+        rpm, tpm = self.endpoint.requests_per_minute, self.endpoint.tokens_per_minute
+        self.client = EndpointClient(
+            self.endpoint,
+            self.wire,
+            session,
+            concurrency=AdaptiveConcurrency(self.ceiling),
+            policy=self.settings.policy,
+            breaker=CircuitBreaker(self.settings.breaker_threshold),
+            requests=RateBudget(rpm / split) if rpm else None,
+            tokens=RateBudget(tpm / split) if tpm else None,
+            recorder=self.recorder,
+            rng=random.Random(),
+        )
+        self._wakeup = asyncio.Event()
+        self._workers = [self._loop.create_task(self._worker()) for _ in range(self.ceiling)]
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        for task in self._workers:
+            task.cancel()
+
+        async def shutdown() -> None:
+            await asyncio.gather(*self._workers, return_exceptions=True)
+            if self.client is not None:
+                await self.client.session.close()
+
+        try:
+            self._loop.run_until_complete(shutdown())
+        finally:
+            self._loop.close()
+
+    # --- the window -----------------------------------------------------------------------
+
+    def map(self, batches: Iterable[Sequence[Any]]) -> Iterator[list[RowResult]]:
+        """One list of row results per input batch, in order. None inputs give NULL_ROW."""
+        source = iter(batches)
+        more = True
+        while True:
+            # Queue ahead: at least two batches, and enough rows to keep every slot busy.
+            while more and (len(self._pending) < 2 or len(self._calls) < 4 * self.ceiling):
+                try:
+                    inputs = next(source)
+                except StopIteration:
+                    more = False
+                    break
+                self._pending.append(self._submit(inputs))
+            if not self._pending:
+                return
+            batch = self._pending[0]  # stays pending while awaited, so a failure reaches it
+            self._loop.run_until_complete(batch.done)
+            self._pending.popleft()
+            yield batch.rows()
+
+    def _submit(self, inputs: Sequence[Any]) -> _Batch:
+        batch = _Batch(len(inputs), self._loop.create_future())
+        rows = [i for i, value in enumerate(inputs) if value is not None]
+        for i in range(len(inputs)):
+            if inputs[i] is None:
+                batch.results[i] = NULL_ROW
+        for chunk in self._chunks(rows, inputs):
+            batch.remaining += len(chunk)
+            self._calls.append((batch, chunk, [inputs[i] for i in chunk]))
+        if batch.remaining == 0:
+            batch.done.set_result(None)
+        elif self._failure is not None:
+            batch.done.set_exception(self._failure)
+        self._wakeup.set()
+        return batch
+
+    def _chunks(self, rows: list[int], inputs: Sequence[Any]) -> Iterator[list[int]]:
+        if not self.wire.batched:
+            for row in rows:
+                yield [row]
+            return
+        chunk: list[int] = []
+        chars = 0
+        for row in rows:
+            size = len(inputs[row]) if isinstance(inputs[row], str) else 256
+            if chunk and (
+                len(chunk) >= self.endpoint.max_batch_size or chars + size > _BATCH_PAYLOAD_CHARS
+            ):
+                yield chunk
+                chunk, chars = [], 0
+            chunk.append(row)
+            chars += size
+        if chunk:
+            yield chunk
+
+    async def _worker(self) -> None:
+        assert self.client is not None
+        while True:
+            while not self._calls:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch, rows, inputs = self._calls.popleft()
+            outcome = await self.client.call(inputs)
+            self.requests_done += 1
+            self.rows_done += len(rows)
+            batch.fill(rows, outcome)
+            tripped = self.client.breaker.tripped
+            if tripped is not None or (outcome.error is not None and self.fail_fast):
+                self._fail(tripped or outcome.error)
+
+    def _fail(self, error: BaseException | None) -> None:
+        """Stop the task: every waiting batch raises the first error, queued rows are dropped."""
+        if self._failure is not None or error is None:
+            return
+        self._failure = error
+        self._calls.clear()
+        for batch in self._pending:
+            if not batch.done.done():
+                batch.done.set_exception(error)
+
+    @property
+    def retries(self) -> int:
+        return self.client.retries if self.client else 0
+
+    @property
+    def throttles(self) -> int:
+        return self.client.concurrency.throttles if self.client else 0

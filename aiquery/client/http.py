@@ -1,0 +1,249 @@
+"""One endpoint's requests from one Spark task: send, classify, retry, record every attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from aiquery.client.limiter import AdaptiveConcurrency, CircuitBreaker, RateBudget
+from aiquery.client.retry import (
+    THROTTLE_STATUSES,
+    RetryPolicy,
+    is_retryable,
+    retry_after_s,
+    retry_delay,
+)
+from aiquery.client.wire import Wire, input_tokens_estimate
+from aiquery.endpoints import Endpoint
+from aiquery.errors import RequestError, truncate
+from aiquery.protocols.common import ProtocolError
+from aiquery.protocols.errors import read_error
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One HTTP request attempt, as the usage table records it."""
+
+    request_id: str
+    endpoint: str
+    api_type: str
+    url: str
+    started_at: float  # epoch seconds
+    attempt: int
+    rows: int
+    status: int | None  # None: no HTTP answer (timeout, connection error)
+    latency_ms: int
+    input_tokens: int | None
+    output_tokens: int | None
+    tokens_estimated: bool
+    error: str | None
+
+
+class Recorder(Protocol):
+    def record(self, attempt: AttemptRecord) -> None: ...
+
+
+class NullRecorder:
+    def record(self, attempt: AttemptRecord) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The outputs of one request (one per input), or the error that ended it."""
+
+    outputs: list[Any] | None
+    error: RequestError | None = None
+
+
+@dataclass(slots=True)
+class _Answer:
+    status: int | None
+    headers: Mapping[str, str]
+    body: bytes
+    failure: str | None  # why there was no HTTP answer
+
+
+class EndpointClient:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        wire: Wire,
+        session: aiohttp.ClientSession,
+        *,
+        concurrency: AdaptiveConcurrency,
+        policy: RetryPolicy,
+        breaker: CircuitBreaker,
+        requests: RateBudget | None = None,
+        tokens: RateBudget | None = None,
+        recorder: Recorder | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.endpoint = endpoint
+        self.wire = wire
+        self.session = session
+        self.concurrency = concurrency
+        self.policy = policy
+        self.breaker = breaker
+        self.requests = requests
+        self.tokens = tokens
+        self.recorder = recorder or NullRecorder()
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.retries = 0
+        self.timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
+
+    def _error(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+    ) -> RequestError:
+        return RequestError(
+            self.endpoint.name, reason, status=status, request_id=request_id, attempts=attempts
+        )
+
+    async def call(self, inputs: Sequence[Any]) -> Outcome:
+        """Send one request for `inputs`, retrying what is retryable; never raises RequestError."""
+        payload = json.dumps(self.wire.encode(inputs), ensure_ascii=False).encode()
+        limit = self.endpoint.payload_limit
+        if len(payload) > limit:
+            reason = f"the request payload of {len(payload):,} bytes exceeds the {limit // (1024 * 1024)} MB limit; shorten the input"
+            return Outcome(None, self._error(reason, status=413, attempts=0))
+        estimate = input_tokens_estimate(inputs)
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.breaker.tripped is not None:
+                tripped = self.breaker.tripped
+                return Outcome(
+                    None,
+                    tripped if isinstance(tripped, RequestError) else self._error(str(tripped)),
+                )
+            answer, latency_s, started_at = await self._send(payload, estimate)
+            outcome, retryable, delay_hint = self._interpret(
+                answer, inputs, attempt, latency_s, started_at
+            )
+            if outcome.error is None or not retryable or attempt >= self.policy.max_attempts:
+                return outcome
+            self.retries += 1
+            await self.sleep(retry_delay(self.policy, attempt, delay_hint, self.rng))
+
+    async def _send(self, payload: bytes, estimate: int) -> tuple[_Answer, float, float]:
+        await self.concurrency.acquire()
+        throttled, latency_s = False, None
+        try:
+            if self.requests is not None:
+                await self.requests.take(1)
+            if self.tokens is not None:
+                await self.tokens.take(estimate)
+            started_at, started = time.time(), time.monotonic()
+            answer = await self._post(payload)
+            latency_s = time.monotonic() - started
+            throttled = answer.status in THROTTLE_STATUSES or answer.failure == "timeout"
+            return answer, latency_s, started_at
+        finally:
+            await self.concurrency.release(throttled=throttled, latency_s=latency_s)
+
+    async def _post(self, payload: bytes) -> _Answer:
+        try:
+            async with self.session.post(
+                self.wire.url, data=payload, headers=self.wire.headers, timeout=self.timeout
+            ) as response:
+                body = await response.read()
+                return _Answer(response.status, response.headers, body, None)
+        except TimeoutError:
+            return _Answer(None, {}, b"", "timeout")
+        except aiohttp.ClientError as e:
+            return _Answer(None, {}, b"", f"connection error ({type(e).__name__})")
+
+    def _interpret(
+        self,
+        answer: _Answer,
+        inputs: Sequence[Any],
+        attempt: int,
+        latency_s: float,
+        started_at: float,
+    ) -> tuple[Outcome, bool, float | None]:
+        """(outcome of this attempt, retryable, server-requested delay), recording the attempt."""
+        request_id = answer.headers.get("x-request-id") or answer.headers.get(
+            "x-databricks-request-id"
+        )
+        record_id = request_id or uuid.uuid4().hex
+        usage = None
+        error_text: str | None = None
+        outcome: Outcome | None = None
+        retryable = False
+        if answer.status == 200:
+            try:
+                outputs, usage = self.wire.decode(json.loads(answer.body), inputs)
+                outcome = Outcome(outputs)
+                self.breaker.success()
+            except (ValueError, ProtocolError) as e:  # garbled or truncated body: retry
+                error_text = (
+                    f"the endpoint answered with a malformed body ({truncate(str(e), 120)})"
+                )
+                retryable = True
+        elif answer.status is None:
+            if answer.failure == "timeout":
+                error_text = f"the request timed out after {self.endpoint.timeout_s:g} s"
+            else:
+                error_text = f"{answer.failure} while calling {self.wire.url}"
+            retryable = True
+        else:
+            code, message = read_error(_json_or_none(answer.body))
+            detail = truncate(
+                message or answer.body.decode("utf-8", "replace") or "no message", 300
+            )
+            error_text = f"{code}: {detail}" if code else detail
+            retryable = is_retryable(answer.status)
+        self.recorder.record(
+            AttemptRecord(
+                request_id=record_id,
+                endpoint=self.endpoint.name,
+                api_type=self.wire.api_type,
+                url=self.wire.url,
+                started_at=started_at,
+                attempt=attempt,
+                rows=len(inputs),
+                status=answer.status,
+                latency_ms=round(latency_s * 1000),
+                input_tokens=usage.input_tokens if usage else None,
+                output_tokens=usage.output_tokens if usage else None,
+                tokens_estimated=bool(usage and usage.estimated),
+                error=error_text,
+            )
+        )
+        if outcome is not None:
+            return outcome, False, None
+        assert error_text is not None
+        attempts_word = f"gave up after {attempt} attempts: " if retryable and attempt > 1 else ""
+        error = self._error(
+            attempts_word + error_text,
+            status=answer.status,
+            request_id=request_id,
+            attempts=attempt,
+        )
+        if not retryable and answer.status is not None:
+            code = read_error(_json_or_none(answer.body))[0] or ""
+            self.breaker.terminal_failure(answer.status, code, error)
+        delay = retry_after_s(answer.headers) if retryable else None
+        return Outcome(None, error), retryable, delay
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

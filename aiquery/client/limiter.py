@@ -1,0 +1,152 @@
+"""Flow control for one Spark task's requests to one endpoint.
+
+Three separate knobs with separate primitives, all created on the loop that uses them:
+- `AdaptiveConcurrency`: how many requests are in flight (AIMD: +1/limit per success,
+  x0.7 on a 429/503 or a latency spike, at most once per cooldown), under a ceiling;
+- `RateBudget`: requests/min and tokens/min, leaky buckets that wait instead of refusing;
+- `CircuitBreaker`: stops a task that gets nothing but the same terminal error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class AdaptiveConcurrency:
+    def __init__(
+        self,
+        ceiling: int,
+        *,
+        floor: int = 1,
+        decrease: float = 0.7,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ceiling < 1:
+            raise ValueError("ceiling must be >= 1")
+        self.ceiling = ceiling
+        self.floor = min(floor, ceiling)
+        self.limit = float(ceiling)
+        self.decrease = decrease
+        self.in_flight = 0
+        self.throttles = 0
+        self._clock = clock
+        self._last_decrease = -1e9
+        self._short_latency: float | None = None
+        self._long_latency: float | None = None
+        self._changed = asyncio.Condition()
+
+    @property
+    def current(self) -> int:
+        return max(self.floor, int(self.limit))
+
+    async def acquire(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < self.current)
+            self.in_flight += 1
+
+    async def release(self, *, throttled: bool, latency_s: float | None) -> None:
+        """Give back a slot and adapt: grow while clean, shrink on throttling or a latency spike."""
+        self.in_flight -= 1
+        if throttled:
+            self.throttles += 1
+            self._shrink()
+        elif latency_s is not None:
+            if self._latency_spike(latency_s):
+                self._shrink()
+            else:
+                self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _latency_spike(self, latency_s: float) -> bool:
+        # Two moving averages: a sustained doubling of recent latency over the long-run
+        # level means the endpoint is queueing our requests; back off before it throttles.
+        short, long = self._short_latency, self._long_latency
+        self._short_latency = latency_s if short is None else 0.9 * short + 0.1 * latency_s
+        self._long_latency = latency_s if long is None else 0.99 * long + 0.01 * latency_s
+        return (
+            long is not None
+            and self._long_latency > 0.005
+            and self._short_latency > 2.0 * self._long_latency
+        )
+
+    def _shrink(self) -> None:
+        now = self._clock()
+        # One decrease per cooldown: the in-flight requests of one burst all come back
+        # throttled together, and halving once per request would collapse to the floor.
+        cooldown = max(0.05, self._short_latency or 0.0)
+        if now - self._last_decrease >= cooldown:
+            self.limit = max(float(self.floor), self.limit * self.decrease)
+            self._last_decrease = now
+
+
+class RateBudget:
+    """A leaky bucket of `per_minute` units that waits for capacity (one second of burst)."""
+
+    def __init__(
+        self,
+        per_minute: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if per_minute <= 0:
+            raise ValueError("per_minute must be > 0")
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self._level = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._stamp = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    async def take(self, amount: float = 1.0) -> None:
+        amount = min(amount, self.capacity)
+        async with self._lock:  # first come, first served
+            self._refill()
+            while self._level < amount:
+                await self._sleep((amount - self._level) / self.rate)
+                self._refill()
+            self._level -= amount
+
+    def charge(self, amount: float) -> None:
+        """Usage known only afterwards (output tokens); the level may go negative."""
+        self._refill()
+        self._level -= amount
+
+
+class CircuitBreaker:
+    """Trips when the same terminal error repeats with nothing succeeding in between.
+
+    Before the task's first success, `threshold` identical failures trip it (a bad token,
+    a deleted endpoint, a request the server always refuses); after a success it takes ten
+    times as many, so a few bad rows in a good job do not stop it.
+    """
+
+    def __init__(self, threshold: int = 5) -> None:
+        self.threshold = threshold
+        self.succeeded = False
+        self._streak_key: tuple[int, str] | None = None
+        self._streak = 0
+        self.tripped: Exception | None = None
+
+    def success(self) -> None:
+        self.succeeded = True
+        self._streak_key, self._streak = None, 0
+
+    def terminal_failure(self, status: int, code: str, error: Exception) -> None:
+        key = (status, code)
+        self._streak = self._streak + 1 if key == self._streak_key else 1
+        self._streak_key = key
+        needed = self.threshold * (10 if self.succeeded else 1)
+        if self._streak >= needed and self.tripped is None:
+            self.tripped = error

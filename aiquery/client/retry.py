@@ -1,0 +1,62 @@
+"""Which failures are retried and how long to wait: policy as data, delay as a pure function.
+
+Retryable: 408, 429, 500, 502, 503, 504, connection errors, timeouts and unparseable
+responses. Terminal: every other status (400, 401, 403, 404, 413, context length, ...).
+The delay honours the server's `retry-after-ms` / `Retry-After` (capped), else capped
+exponential backoff with full jitter, so a crowd of retrying tasks spreads out.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+THROTTLE_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 6  # including the first
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    max_retry_after_s: float = 120.0  # never sleep longer than this on a server's say-so
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if self.base_delay_s < 0 or self.max_delay_s < self.base_delay_s:
+            raise ValueError("need 0 <= base_delay_s <= max_delay_s")
+
+
+def is_retryable(status: int | None) -> bool:
+    """A status of None means no HTTP answer: a connection error, a timeout, a garbled body."""
+    return status is None or status in RETRYABLE_STATUSES
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """The server's requested delay: `retry-after-ms` (precise) or `Retry-After` seconds."""
+    for name, scale in (("retry-after-ms", 0.001), ("Retry-After", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP-date Retry-After: fall back to backoff
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def retry_delay(
+    policy: RetryPolicy, attempt: int, server_delay_s: float | None, rng: random.Random
+) -> float:
+    """Seconds to wait before attempt `attempt + 1`, after `attempt` failed (1-based)."""
+    if server_delay_s is not None:
+        # A little jitter on top, so tasks told the same instant do not return in lockstep.
+        capped = min(server_delay_s, policy.max_retry_after_s)
+        return capped + rng.uniform(0, min(1.0, 0.1 * capped + 0.05))
+    ceiling = min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
+    return rng.uniform(0, ceiling)

@@ -1,0 +1,208 @@
+"""Where a request goes and what it looks like, per endpoint protocol and task.
+
+A `Wire` turns the inputs of one HTTP request (one prompt, or many texts for embeddings,
+or many records for a custom model) into (url, body) and the response body back into one
+output per input, using the same `aiquery.protocols` codecs the emulator serves with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiquery import __version__
+from aiquery.endpoints import Endpoint
+from aiquery.errors import ConfigError
+from aiquery.protocols import anthropic, gemini, serving
+from aiquery.protocols import openai as oai
+from aiquery.protocols.common import (
+    CHAT,
+    COMPLETIONS,
+    CUSTOM,
+    EMBEDDINGS,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    Message,
+    Usage,
+    estimate_tokens,
+)
+from aiquery.protocols.tags import TAGS_HEADER, encode_request_tags
+
+USER_AGENT = f"aiquery/{__version__}"
+
+Encode = Callable[[Sequence[Any]], dict[str, Any]]
+Decode = Callable[[Any, Sequence[Any]], tuple[list[Any], Usage]]
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    url: str
+    api_type: str  # the usage table's api_type
+    headers: Mapping[str, str]
+    encode: Encode
+    decode: Decode
+    batched: bool  # many inputs per request (embeddings, custom records)
+
+
+def wire_for(
+    endpoint: Endpoint, params: Mapping[str, Any], request_tags: Mapping[str, str] | None = None
+) -> Wire:
+    """The wire format for calling `endpoint` with generation `params` (modelParameters etc.)."""
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    token = endpoint.token.value if endpoint.token else None
+    if token:
+        if endpoint.protocol == "anthropic":
+            headers["x-api-key"] = token
+        elif endpoint.protocol == "gemini":
+            headers["x-goog-api-key"] = token
+        else:
+            headers["Authorization"] = f"Bearer {token}"
+    if endpoint.protocol == "anthropic":
+        headers["anthropic-version"] = "2023-06-01"
+    if request_tags:
+        headers[TAGS_HEADER] = encode_request_tags(request_tags)
+    url, api_type, encode, decode, batched = _route(endpoint, dict(params))
+    return Wire(url, api_type, headers, encode, decode, batched)
+
+
+def _route(endpoint: Endpoint, params: dict[str, Any]) -> tuple[str, str, Encode, Decode, bool]:
+    base, model, task, protocol = (
+        endpoint.base_url,
+        endpoint.model,
+        endpoint.task,
+        endpoint.protocol,
+    )
+
+    def chat(inputs: Sequence[Any]) -> ChatRequest:
+        return ChatRequest((Message("user", inputs[0]),), model, params)
+
+    def decode_chat(parse: Callable[[Any], Any]) -> Decode:
+        def decode(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
+            result = parse(body)
+            return [result.text], _with_estimate(result.usage, inputs[0], result.text)
+
+        return decode
+
+    if protocol == "databricks":
+        url = f"{base}/serving-endpoints/{model}/invocations"
+        if task == CHAT:
+            return (
+                url,
+                "serving-endpoints/invocations",
+                lambda i: oai.encode_chat_request(chat(i), with_model=False),
+                decode_chat(oai.decode_chat_response),
+                False,
+            )
+        if task == COMPLETIONS:
+            return (
+                url,
+                "serving-endpoints/invocations",
+                lambda i: oai.encode_completion_request(
+                    CompletionRequest(tuple(i), model, params), with_model=False
+                ),
+                _decode_completions,
+                False,
+            )
+        if task == EMBEDDINGS:
+            return (
+                url,
+                "serving-endpoints/invocations",
+                lambda i: oai.encode_embedding_request(
+                    EmbeddingRequest(tuple(i), model), with_model=False
+                ),
+                _decode_embeddings,
+                True,
+            )
+        return (
+            url,
+            "serving-endpoints/invocations",
+            lambda i: serving.encode_request(i),
+            _decode_custom,
+            True,
+        )
+    if protocol == "openai":
+        if task == CHAT:
+            return (
+                f"{base}/chat/completions",
+                "openai/v1/chat/completions",
+                lambda i: oai.encode_chat_request(chat(i), with_model=True),
+                decode_chat(oai.decode_chat_response),
+                False,
+            )
+        if task == COMPLETIONS:
+            return (
+                f"{base}/completions",
+                "openai/v1/completions",
+                lambda i: oai.encode_completion_request(
+                    CompletionRequest(tuple(i), model, params), with_model=True
+                ),
+                _decode_completions,
+                False,
+            )
+        if task == EMBEDDINGS:
+            return (
+                f"{base}/embeddings",
+                "openai/v1/embeddings",
+                lambda i: oai.encode_embedding_request(
+                    EmbeddingRequest(tuple(i), model), with_model=True
+                ),
+                _decode_embeddings,
+                True,
+            )
+    if protocol == "anthropic" and task == CHAT:
+        return (
+            f"{base}/v1/messages",
+            "anthropic/v1/messages",
+            lambda i: anthropic.encode_request(chat(i)),
+            decode_chat(anthropic.decode_response),
+            False,
+        )
+    if protocol == "gemini" and task == CHAT:
+        return (
+            f"{base}/v1beta/models/{model}:generateContent",
+            "gemini/v1beta/generateContent",
+            lambda i: gemini.encode_request(chat(i)),
+            decode_chat(gemini.decode_response),
+            False,
+        )
+    raise ConfigError(f"endpoint '{endpoint.name}': protocol {protocol} does not serve task {task}")
+
+
+def _with_estimate(usage: Usage, prompt: str, answer: str) -> Usage:
+    """Fill counts a server did not report with Databricks' estimate, marked as estimated."""
+    if not usage.estimated:
+        return usage
+    return Usage(estimate_tokens(prompt), estimate_tokens(answer), estimated=True)
+
+
+def _decode_completions(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
+    result = oai.decode_completion_response(body)
+    texts = list(result.texts)
+    return texts, _with_estimate(result.usage, "".join(inputs), "".join(texts))
+
+
+def _decode_embeddings(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
+    result = oai.decode_embedding_response(body, expected=len(inputs))
+    usage = result.usage
+    if usage.estimated:
+        usage = Usage(sum(estimate_tokens(t) for t in inputs), 0, estimated=True)
+    return [list(v) for v in result.vectors], usage
+
+
+def _decode_custom(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
+    predictions = serving.decode_response(body, expected=len(inputs))
+    return predictions, Usage(0, 0, estimated=True)
+
+
+def input_tokens_estimate(inputs: Sequence[Any]) -> int:
+    """Tokens a request will consume, for the tokens-per-minute budget, before sending it."""
+    return sum(
+        estimate_tokens(i) if isinstance(i, str) else estimate_tokens(str(i)) for i in inputs
+    )
+
+
+def check_task(endpoint: Endpoint) -> None:
+    if endpoint.task not in (CHAT, COMPLETIONS, EMBEDDINGS, CUSTOM):
+        raise ConfigError(f"endpoint '{endpoint.name}' has an unknown task {endpoint.task}")

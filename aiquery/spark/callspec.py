@@ -1,0 +1,236 @@
+"""Analysis of one ai_query call site on the driver: every argument checked before any request.
+
+The result is a `CallSpec`, a frozen, picklable descriptor that travels to the executors
+inside the UDF; live objects (event loop, HTTP session, limiters) are built from it there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql.types import (
+    ArrayType,
+    DataType,
+    DoubleType,
+    FloatType,
+    StringType,
+    _parse_datatype_json_string,
+)
+
+from aiquery.client.engine import EngineSettings
+from aiquery.client.retry import RetryPolicy
+from aiquery.endpoints import EMBEDDED, Endpoint, Registry, Secret, load_registry
+from aiquery.errors import (
+    ConfigError,
+    InvalidModelParametersError,
+    InvalidReturnTypeError,
+    UnsupportedResponseFormatError,
+)
+from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS
+from aiquery.protocols.tags import RequestTagsError, parse_request_tags, validate_request_tags
+from aiquery.spark import types as t
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# Generation parameters ai_query passes through, with the check each value must pass.
+_PARAMETERS: dict[str, tuple[str, Any]] = {
+    "max_tokens": ("a positive integer", lambda v: _int(v) and v > 0),
+    "temperature": ("a number from 0 to 2", lambda v: _num(v) and 0 <= v <= 2),
+    "top_p": ("a number from 0 to 1", lambda v: _num(v) and 0 < v <= 1),
+    "top_k": ("a positive integer", lambda v: _int(v) and v > 0),
+    "n": ("a positive integer", lambda v: _int(v) and v > 0),
+    "stop": (
+        "a string or an array of strings",
+        lambda v: (
+            isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v))
+        ),
+    ),
+    "presence_penalty": ("a number from -2 to 2", lambda v: _num(v) and -2 <= v <= 2),
+    "frequency_penalty": ("a number from -2 to 2", lambda v: _num(v) and -2 <= v <= 2),
+    "seed": ("an integer", _int),
+    "reasoning_effort": (
+        "one of low, medium, high",
+        lambda v: v in ("minimal", "low", "medium", "high"),
+    ),
+}
+_RESERVED = ("messages", "prompt", "input", "model", "stream", "response_format")
+TAGS_CONF = "aiquery.requestTags"
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec:
+    """Everything an executor needs to run one ai_query call site."""
+
+    endpoint: Endpoint
+    params: Mapping[str, Any]  # modelParameters, plus response_format
+    return_type_json: str  # the result's value type T (Spark JSON), before the error struct
+    parse_answer: bool  # True when returnType asks to parse the answer text
+    fail_on_error: bool
+    request_tags: Mapping[str, str] = field(default_factory=dict)
+    settings: EngineSettings = field(default_factory=EngineSettings)
+
+    @property
+    def value_type(self) -> DataType:
+        return _parse_datatype_json_string(self.return_type_json)
+
+    @property
+    def result_type(self) -> DataType:
+        value = self.value_type
+        return value if self.fail_on_error else t.error_struct_type(value)
+
+    def fingerprint(self) -> str:
+        """A stable name for the UDF of this call site (the token is not part of it)."""
+        public = replace(self, endpoint=replace(self.endpoint, token=None))
+        return hashlib.sha256(repr(public).encode()).hexdigest()[:16]
+
+
+def analyze(
+    spark: SparkSession,
+    endpoint: str,
+    *,
+    return_type: str | None = None,
+    fail_on_error: bool = True,
+    model_parameters: Mapping[str, Any] | None = None,
+    response_format: str | None = None,
+    request_tags: Mapping[str, str] | None = None,
+    registry: Registry | None = None,
+    settings: EngineSettings | None = None,
+) -> CallSpec:
+    """Check one call's arguments and resolve its endpoint; raises an AnalysisError subclass."""
+    resolved = (registry or load_registry()).resolve(endpoint)
+    task = resolved.task
+    params: dict[str, Any] = {}
+    if model_parameters:
+        params.update(_check_model_parameters(resolved, model_parameters))
+    if response_format is not None:
+        if task != CHAT:
+            raise UnsupportedResponseFormatError(
+                f"responseFormat is only supported for chat endpoints; '{resolved.name}' is a {task} endpoint."
+            )
+        try:
+            params["response_format"] = t.response_format_for(response_format)
+        except t.UnsupportedResponseFormat as e:
+            raise UnsupportedResponseFormatError(_strip_class(str(e))) from None
+        except t.ReturnTypeError as e:
+            raise UnsupportedResponseFormatError(str(e)) from None
+    value_type, parse = _value_type(resolved, return_type)
+    return CallSpec(
+        endpoint=with_live_url(resolved),
+        params=params,
+        return_type_json=value_type.json(),
+        parse_answer=parse,
+        fail_on_error=fail_on_error,
+        request_tags=_request_tags(spark, request_tags),
+        settings=settings or default_settings(spark),
+    )
+
+
+def default_settings(spark: SparkSession) -> EngineSettings:
+    """Engine knobs from the session: `aiquery.concurrencyPerTask`, `aiquery.retryMaxAttempts`."""
+    conf = spark.conf
+    try:
+        concurrency = int(conf.get("aiquery.concurrencyPerTask", None) or 64)
+        attempts = int(conf.get("aiquery.retryMaxAttempts", None) or RetryPolicy().max_attempts)
+        return EngineSettings(
+            concurrency=concurrency,
+            parallelism=max(1, spark.sparkContext.defaultParallelism),
+            policy=RetryPolicy(max_attempts=attempts),
+        )
+    except ValueError as e:
+        raise ConfigError(
+            f"aiquery.concurrencyPerTask and aiquery.retryMaxAttempts must be positive integers ({e})"
+        ) from None
+
+
+def with_live_url(endpoint: Endpoint) -> Endpoint:
+    """Point built-in endpoints at the embedded emulator, starting it if needed."""
+    if endpoint.base_url != EMBEDDED:
+        return endpoint
+    from aiquery.embedded import ensure_emulator
+
+    url, token = ensure_emulator()
+    return replace(endpoint, base_url=url, token=Secret(token), source="embedded emulator")
+
+
+def _check_model_parameters(endpoint: Endpoint, given: Mapping[str, Any]) -> dict[str, Any]:
+    if endpoint.task == CUSTOM:
+        raise InvalidModelParametersError(
+            "UNSUPPORTED_ENDPOINT_TYPE",
+            f"modelParameters are not supported for custom model endpoints such as '{endpoint.name}'.",
+        )
+    checked: dict[str, Any] = {}
+    for name, value in given.items():
+        if name in _RESERVED:
+            raise InvalidModelParametersError(
+                "FOUND_RESERVED_PARAMETER_NAME",
+                f"modelParameters may not set '{name}', which belongs to the request. "
+                f"Reserved: {', '.join(_RESERVED)}.",
+            )
+        if name not in _PARAMETERS:
+            raise InvalidModelParametersError(
+                "UNKNOWN_PARAMETER_NAME",
+                f"Unknown model parameter '{name}'. Valid: {', '.join(sorted(_PARAMETERS))}.",
+            )
+        if value is None:
+            continue
+        expected, check = _PARAMETERS[name]
+        if not check(value):
+            raise InvalidModelParametersError(
+                "INVALID_PARAMETER_VALUE",
+                f"Model parameter '{name}' must be {expected}, got {value!r}.",
+            )
+        checked[name] = value
+    if endpoint.task == EMBEDDINGS and checked:
+        raise InvalidModelParametersError(
+            "UNSUPPORTED_ENDPOINT_TYPE",
+            f"Embedding endpoint '{endpoint.name}' takes no generation parameters ({', '.join(checked)}).",
+        )
+    return checked
+
+
+def _value_type(endpoint: Endpoint, return_type: str | None) -> tuple[DataType, bool]:
+    default: DataType = ArrayType(FloatType()) if endpoint.task == EMBEDDINGS else StringType()
+    if return_type is None:
+        return default, False
+    try:
+        parsed = t.parse_ddl(return_type)
+    except t.ReturnTypeError as e:
+        raise InvalidReturnTypeError(str(e)) from None
+    if endpoint.task == EMBEDDINGS:
+        if parsed not in (ArrayType(FloatType()), ArrayType(DoubleType())):
+            raise InvalidReturnTypeError(
+                f"Embedding endpoint '{endpoint.name}' returns ARRAY<FLOAT> (or ARRAY<DOUBLE>), not {t.spark_type_sql(parsed)}."
+            )
+        return parsed, False
+    if endpoint.task in (CHAT, COMPLETIONS) and parsed == StringType():
+        return parsed, False
+    return parsed, True
+
+
+def _request_tags(spark: SparkSession, call_tags: Mapping[str, str] | None) -> dict[str, str]:
+    """Session tags (`SET aiquery.requestTags = '{...}'`) overlaid with the call's own."""
+    tags: dict[str, str] = {}
+    raw = spark.conf.get(TAGS_CONF, None)
+    try:
+        if raw:
+            tags.update(parse_request_tags(raw))
+        if call_tags:
+            tags.update(validate_request_tags(call_tags))
+        return validate_request_tags(tags)
+    except RequestTagsError as e:
+        raise ConfigError(f"Invalid request tags ({TAGS_CONF} or requestTags=): {e}") from None
+
+
+def _strip_class(message: str) -> str:
+    return message.split("] ", 1)[1] if message.startswith("[") and "] " in message else message

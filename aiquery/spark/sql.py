@@ -1,0 +1,238 @@
+"""Databricks `ai_query` syntax on Spark SQL: rewrite only the call sites, register their UDFs.
+
+Spark's Python UDFs have one fixed result type and refuse named arguments, while
+`ai_query`'s result type depends on its endpoint and arguments. So each call site is
+analysed on the driver and replaced, by position in the original text, with a call to a
+UDF registered for exactly that site; every other byte of the statement reaches Spark
+unchanged. A statement without `ai_query` is passed through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql.types import StringType
+
+from aiquery.client.engine import EngineSettings
+from aiquery.endpoints import Registry, load_registry
+from aiquery.errors import (
+    AiQueryError,
+    InvalidArgumentError,
+    InvalidModelParametersError,
+)
+from aiquery.protocols.common import EMBEDDINGS
+from aiquery.spark import sqlscan
+from aiquery.spark.callspec import CallSpec, analyze, default_settings, with_live_url
+from aiquery.spark.udf import arrow_iter_udf, make_udf, run
+
+FUNCTION = "ai_query"
+POSITIONAL = ("endpoint", "request", "returnType", "failOnError")
+NAMED = {n.lower(): n for n in (*POSITIONAL, "modelParameters", "responseFormat", "files")}
+
+# Rewrites of other names (e.g. system.ai_gateway.usage → the usage table) plug in here.
+NameRewriter = Callable[[SparkSession, str], list[tuple[int, int, str]]]
+name_rewriters: list[NameRewriter] = []
+
+
+def sql(spark: SparkSession, statement: str, registry: Registry | None = None) -> DataFrame:
+    """`spark.sql` that also understands Databricks' full `ai_query` syntax."""
+    return spark.sql(rewrite(spark, statement, registry))
+
+
+def rewrite(spark: SparkSession, statement: str, registry: Registry | None = None) -> str:
+    """The statement with each ai_query call site replaced by its registered UDF."""
+    replacements: list[tuple[int, int, str]] = []
+    for rewriter in name_rewriters:
+        replacements.extend(rewriter(spark, statement))
+    calls = sqlscan.find_calls(statement, [FUNCTION])
+    if not calls and not replacements:
+        return statement
+    registry = registry or load_registry()
+    for call in calls:
+        replacements.append((call.start, call.end, _rewrite_call(spark, statement, call, registry)))
+    return sqlscan.replace_spans(statement, replacements)
+
+
+def _rewrite_call(
+    spark: SparkSession, statement: str, call: sqlscan.CallSite, registry: Registry
+) -> str:
+    args = _bind(statement, call)
+    line, column = sqlscan.position(statement, call.start)
+    where = f"ai_query at line {line}, column {column}"
+    if "files" in args:
+        raise InvalidArgumentError(
+            f"{where}: the files argument (vision input) is not supported by aiquery yet."
+        )
+    endpoint = sqlscan.string_literal(args["endpoint"])
+    if endpoint is None:
+        raise InvalidArgumentError(
+            f"{where}: the endpoint must be a constant string such as 'databricks-gpt-5-4', "
+            f"not the expression {args['endpoint'][:60]}."
+        )
+    spec = analyze(
+        spark,
+        endpoint,
+        return_type=_string_arg(args, "returnType", where),
+        fail_on_error=_bool_arg(args, "failOnError", where),
+        model_parameters=_constant_struct(spark, args.get("modelParameters"), where),
+        response_format=_string_arg(args, "responseFormat", where),
+        registry=registry,
+    )
+    name = f"_aiquery_{spec.fingerprint()}"
+    spark.udf.register(name, make_udf(spec))
+    request = rewrite(spark, args["request"], registry)  # ai_query nested in the prompt
+    return f"{name}({request})"
+
+
+def _bind(statement: str, call: sqlscan.CallSite) -> dict[str, str]:
+    """Argument texts by canonical name; positional first, then `name => value`."""
+    line, column = sqlscan.position(statement, call.start)
+    where = f"ai_query at line {line}, column {column}"
+    bound: dict[str, str] = {}
+    seen_named = False
+    for i, arg in enumerate(call.args):
+        if arg.name is None:
+            if seen_named:
+                raise InvalidArgumentError(f"{where}: a positional argument follows a named one.")
+            if i >= len(POSITIONAL):
+                raise InvalidArgumentError(
+                    f"{where}: at most {len(POSITIONAL)} positional arguments "
+                    f"({', '.join(POSITIONAL)}); pass the others by name."
+                )
+            name = POSITIONAL[i]
+        else:
+            seen_named = True
+            canonical = NAMED.get(arg.name.lower())
+            if canonical is None:
+                raise InvalidArgumentError(
+                    f"{where}: ai_query has no parameter named "
+                    f"'{arg.name}'. Valid: {', '.join(NAMED.values())}.",
+                    error_class="UNRECOGNIZED_PARAMETER_NAME",
+                )
+            name = canonical
+        if name in bound:
+            raise InvalidArgumentError(f"{where}: the argument {name} is given twice.")
+        bound[name] = arg.text
+    for required in ("endpoint", "request"):
+        if required not in bound:
+            raise InvalidArgumentError(f"{where}: the {required} argument is required.")
+    return bound
+
+
+def _string_arg(args: Mapping[str, str], name: str, where: str) -> str | None:
+    if name not in args:
+        return None
+    value = sqlscan.string_literal(args[name])
+    if value is None:
+        raise InvalidArgumentError(f"{where}: {name} must be a constant string.")
+    return value
+
+
+def _bool_arg(args: Mapping[str, str], name: str, where: str) -> bool:
+    if name not in args:
+        return True
+    value = sqlscan.bool_literal(args[name])
+    if value is None:
+        raise InvalidArgumentError(f"{where}: {name} must be true or false.")
+    return value
+
+
+def _constant_struct(spark: SparkSession, text: str | None, where: str) -> dict[str, Any] | None:
+    """Evaluate `modelParameters => named_struct(...)` on the driver; it must be a constant."""
+    if text is None:
+        return None
+    try:
+        value = spark.sql(f"SELECT {text} AS p").collect()[0]["p"]
+    except AnalysisException:
+        value = None
+    if not isinstance(value, Row):
+        raise InvalidModelParametersError(
+            "NOT_A_CONSTANT_STRUCT",
+            f"{where}: modelParameters must be a constant struct, e.g. "
+            "named_struct('max_tokens', 256, 'temperature', 0.0).",
+        )
+    return {k: _plain(v) for k, v in value.asDict(recursive=True).items()}
+
+
+def _plain(value: Any) -> Any:
+    """SQL literals arrive typed: `0.7` is a DECIMAL; endpoints want JSON numbers."""
+    if isinstance(value, Decimal):
+        return (
+            int(value)
+            if value == value.to_integral_value() and value.as_tuple().exponent == 0
+            else float(value)
+        )
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def register(spark: SparkSession) -> None:
+    """Make `ai_query(endpoint, request)` callable from plain `spark.sql` (STRING results).
+
+    The full syntax (returnType, failOnError, modelParameters, responseFormat,
+    embeddings) needs `aiquery.sql(spark, text)`, which rewrites each call site.
+    """
+    registry = load_registry()
+    settings = default_settings(spark)
+    live = Registry({name: with_live_url(e) for name, e in registry.endpoints.items()})
+
+    def ai_query(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:
+        yield from _run_two_arg(live, settings, batches)
+
+    spark.udf.register(FUNCTION, arrow_iter_udf(ai_query, StringType()))
+
+
+def _run_two_arg(
+    registry: Registry, settings: EngineSettings, batches: Iterator[tuple[pa.Array, pa.Array]]
+) -> Iterator[pa.Array]:
+    source = iter(batches)
+    first = next(source, None)
+    if first is None:
+        return
+    names = {n for n in first[0].to_pylist() if n is not None}
+    if len(names) != 1:
+        raise InvalidArgumentError(
+            "ai_query's endpoint must be one constant string for the whole query."
+        )
+    endpoint = registry.resolve(names.pop())
+    if endpoint.task == EMBEDDINGS:
+        raise InvalidArgumentError(
+            f"'{endpoint.name}' is an embeddings endpoint and returns ARRAY<FLOAT>; "
+            "call it through aiquery.sql(spark, ...) or aiquery.functions.ai_query."
+        )
+    spec = CallSpec(endpoint, {}, StringType().json(), False, True, settings=settings)
+
+    def requests() -> Iterator[pa.Array]:
+        yield first[1]
+        for endpoints, request in source:
+            if endpoints.null_count < len(endpoints) and set(endpoints.to_pylist()) - {
+                None,
+                endpoint.name,
+            }:
+                raise InvalidArgumentError(
+                    "ai_query's endpoint must be one constant string for the whole query."
+                )
+            yield request
+
+    yield from run(spec, requests())
+
+
+def error_text(error: BaseException) -> str:
+    """The aiquery error inside a Spark exception, without the Java or Python stack."""
+    text = str(error)
+    for marker in ("[AI_FUNCTION_", "[UNRECOGNIZED_PARAMETER_NAME]", "[AIQUERY_"):
+        start = text.find(marker)
+        if start >= 0:
+            end = text.find(" SQLSTATE: ", start)
+            return text[start : end + 16] if end >= 0 else text[start:].splitlines()[0]
+    if isinstance(error, AiQueryError):
+        return text
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,101 @@
+"""The Arrow iterator UDF that runs one ai_query call site inside each Spark task.
+
+Each task streams its Arrow batches through one `BatchEngine` (one event loop, one HTTP
+session, one window of in-flight requests) and returns one Arrow array per input batch,
+same length, same order, typed as the call site's result type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.pandas import functions as pandas_functions
+from pyspark.sql.types import DataType, StringType
+from pyspark.sql.udf import UserDefinedFunction
+
+from aiquery.client.engine import BatchEngine, RowResult
+from aiquery.client.wire import wire_for
+from aiquery.errors import InvalidArgumentError, ParseCastError, RequestError
+from aiquery.protocols.common import CUSTOM
+from aiquery.spark import types as t
+from aiquery.spark.callspec import CallSpec
+
+
+def arrow_iter_udf(
+    fn: Callable[..., Iterator[pa.Array]], return_type: DataType
+) -> UserDefinedFunction:
+    """An Arrow UDF; its type hints (`Iterator[pa.Array] -> Iterator[pa.Array]`) make it SCALAR_ITER."""
+    # The stubs' overloads cannot express inference from type hints, hence Any.
+    factory: Any = pandas_functions.arrow_udf
+    udf: UserDefinedFunction = factory(fn, returnType=return_type)
+    return udf
+
+
+def make_udf(spec: CallSpec) -> UserDefinedFunction:
+    """A UDF of the call site's result type; its plan shows only `ai_query(<request>)`."""
+
+    def ai_query(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
+        yield from run(spec, batches)
+
+    return arrow_iter_udf(ai_query, spec.result_type)
+
+
+def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
+    """Answer every row of every batch; the executor-side body of the UDF."""
+    wire = wire_for(spec.endpoint, spec.params, spec.request_tags)
+    value_type = spec.value_type
+    custom = spec.endpoint.task == CUSTOM
+    inputs = (_inputs(batch, custom, spec.endpoint.name) for batch in batches)
+    with BatchEngine(spec.endpoint, wire, spec.settings, fail_fast=spec.fail_on_error) as engine:
+        for rows in engine.map(inputs):
+            yield t.to_arrow_array(
+                [_value(spec, value_type, row) for row in rows], spec.result_type
+            )
+
+
+def _inputs(batch: pa.Array, custom: bool, endpoint: str) -> list[Any]:
+    values: list[Any] = batch.to_pylist()
+    for value in values:
+        if value is None:
+            continue
+        if custom and not isinstance(value, dict):
+            raise InvalidArgumentError(
+                f"Custom model endpoint '{endpoint}' takes a STRUCT request whose fields are the "
+                "model's inputs, e.g. named_struct('feature_a', a, 'feature_b', b)."
+            )
+        if not custom and not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"Endpoint '{endpoint}' takes a STRING request; cast it or build the prompt with concat()."
+            )
+        break  # one batch has one type; checking the first non-null value is enough
+    return values
+
+
+def _value(spec: CallSpec, value_type: DataType, row: RowResult) -> Any:
+    """The row's result value, or its error as data when failOnError => false."""
+    if row.error is None and row.value is None:
+        return None if spec.fail_on_error else {"result": None, "errorMessage": None}
+    error: RequestError | None = row.error
+    value: Any = None
+    if error is None:
+        try:
+            value = _convert(spec, value_type, row.value)
+        except t.ParseCastError as e:
+            error = ParseCastError(spec.endpoint.name, str(e))
+    if error is not None:
+        if spec.fail_on_error:
+            raise error
+        return {"result": None, "errorMessage": str(error)}
+    return value if spec.fail_on_error else {"result": value, "errorMessage": None}
+
+
+def _convert(spec: CallSpec, value_type: DataType, value: Any) -> Any:
+    if spec.parse_answer:
+        text = value if isinstance(value, str) else json.dumps(value)
+        return t.parse_answer(text, value_type)
+    if isinstance(value_type, StringType):
+        return value if isinstance(value, str) else json.dumps(value)
+    return value  # embeddings: a list of floats

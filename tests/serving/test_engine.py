@@ -1,0 +1,208 @@
+"""The batch engine against the real emulator: protocols, order, batching, retries, fail-fast."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from aiquery.client.engine import BatchEngine, EngineSettings, RowResult
+from aiquery.client.retry import RetryPolicy
+from aiquery.client.wire import wire_for
+from aiquery.endpoints import Endpoint, Secret
+from aiquery.protocols.common import Message
+from aiquery.serving.control import EmulatorControl
+from aiquery.serving.models import chat_reply
+from aiquery.serving.server import EmulatorServer
+
+pytestmark = pytest.mark.serving
+
+FAST_RETRIES = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
+
+
+def endpoint(server: EmulatorServer, name: str = "databricks-gpt-5-4", **kw: Any) -> Endpoint:
+    spec: dict[str, Any] = {
+        "name": name,
+        "protocol": "databricks",
+        "base_url": server.url,
+        "task": "llm/v1/chat",
+        "model": name,
+        "token": Secret(server.token),
+    }
+    spec.update(kw)
+    return Endpoint(**spec)
+
+
+def run(
+    ep: Endpoint,
+    batches: list[list[Any]],
+    *,
+    fail_fast: bool = False,
+    params: dict[str, Any] | None = None,
+    settings: EngineSettings | None = None,
+) -> list[list[RowResult]]:
+    wire = wire_for(ep, params or {}, {"team": "ml"})
+    with BatchEngine(
+        ep,
+        wire,
+        settings or EngineSettings(concurrency=16, policy=FAST_RETRIES),
+        fail_fast=fail_fast,
+    ) as engine:
+        return list(engine.map(batches))
+
+
+def expected(prompt: str) -> str:
+    return chat_reply([Message("user", prompt)]).text
+
+
+@pytest.mark.parametrize(
+    ("protocol", "prefix", "name"),
+    [
+        ("databricks", "", "databricks-gpt-5-4"),
+        ("openai", "/serving-endpoints", "databricks-gpt-5-4"),
+        ("openai", "/ai-gateway/mlflow/v1", "system.ai.gpt-5-mini"),
+        ("anthropic", "/ai-gateway/anthropic", "databricks-claude-sonnet-4-5"),
+        ("gemini", "/ai-gateway/gemini", "databricks-gemini-2-5-flash"),
+    ],
+)
+def test_every_protocol_answers_in_order(
+    emulator: EmulatorServer, protocol: str, prefix: str, name: str
+) -> None:
+    ep = endpoint(emulator, name, protocol=protocol, base_url=emulator.url + prefix)
+    prompts = [f"Summarize: Row {i} says hello. More text." for i in range(30)]
+    (results,) = run(ep, [prompts])
+    assert [r.value for r in results] == [expected(p) for p in prompts]
+    assert all(r.error is None for r in results)
+
+
+def test_order_is_preserved_across_batches_under_random_latency(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    control.set_faults(latency_ms=20, latency_distribution="exponential", seed=1)
+    batches = [[f"Summarize: item {b}-{i}. tail" for i in range(50)] for b in range(6)]
+    out = run(endpoint(emulator), batches)
+    assert [[r.value for r in batch] for batch in out] == [
+        [expected(p) for p in b] for b in batches
+    ]
+
+
+def test_null_rows_send_nothing(emulator: EmulatorServer, control: EmulatorControl) -> None:
+    (results,) = run(endpoint(emulator), [["Summarize: a. b", None, "Summarize: c. d", None]])
+    assert [r.value for r in results] == ["a.", None, "c.", None]
+    assert control.stats()["databricks-gpt-5-4"]["requests"] == 2
+
+
+def test_embeddings_are_batched_into_few_requests(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    ep = endpoint(emulator, "databricks-gte-large-en", task="llm/v1/embeddings", max_batch_size=25)
+    texts = [f"text number {i}" for i in range(100)] + [None]
+    (results,) = run(ep, [texts])
+    assert [len(r.value) for r in results[:100]] == [1024] * 100
+    assert results[100].value is None
+    stats = control.stats()["databricks-gte-large-en"]
+    assert stats["requests"] == 4
+    assert stats["items"] == 100
+
+
+def test_request_tags_reach_the_server(emulator: EmulatorServer, control: EmulatorControl) -> None:
+    run(endpoint(emulator), [["hello"]])
+    assert control.requests()[0]["request_tags"] == {"team": "ml"}
+
+
+def test_429_retry_after_is_honoured(emulator: EmulatorServer, control: EmulatorControl) -> None:
+    control.set_faults("databricks-gpt-5-4", requests_per_minute=60)  # 1/s, burst 1
+    policy = RetryPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.001)
+    (results,) = run(
+        endpoint(emulator), [["one", "two"]], settings=EngineSettings(concurrency=2, policy=policy)
+    )
+    assert all(r.error is None for r in results)
+    log = control.requests()
+    statuses = [r["status"] for r in log]
+    assert statuses.count(429) >= 1 and statuses.count(200) == 2
+    first_429 = next(r["time"] for r in log if r["status"] == 429)
+    retried = [r["time"] for r in log if r["status"] == 200 and r["time"] > first_429]
+    # The server said ~1 s (retry-after-ms); backoff alone would have waited 1 ms.
+    assert retried and retried[0] - first_429 >= 0.8
+
+
+@pytest.mark.parametrize(("knob", "status"), [("error_rate_500", 500), ("error_rate_503", 503)])
+def test_transient_errors_are_retried_then_reported(
+    emulator: EmulatorServer, control: EmulatorControl, knob: str, status: int
+) -> None:
+    control.set_faults("databricks-gpt-5-4", **{knob: 1.0})
+    (results,) = run(endpoint(emulator), [["a", "b"]])
+    assert control.stats()["databricks-gpt-5-4"]["requests"] == 2 * FAST_RETRIES.max_attempts
+    message = str(results[0].error)
+    assert "AI_FUNCTION_HTTP_REQUEST_ERROR" in message
+    assert (
+        f"HTTP {status}" in message and "4 attempts" in message and "databricks-gpt-5-4" in message
+    )
+
+
+def test_flaky_endpoint_succeeds_with_retries(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    control.set_faults(
+        "databricks-gpt-5-4", error_rate_500=0.2, error_rate_503=0.1, malformed_rate=0.1, seed=4
+    )
+    prompts = [f"Summarize: p{i}. x" for i in range(200)]
+    policy = RetryPolicy(max_attempts=10, base_delay_s=0.001, max_delay_s=0.01)
+    (results,) = run(
+        endpoint(emulator), [prompts], settings=EngineSettings(concurrency=16, policy=policy)
+    )
+    assert [r.value for r in results] == [expected(p) for p in prompts]
+    assert control.stats()["databricks-gpt-5-4"]["requests"] > 200
+
+
+def test_400_is_not_retried(emulator: EmulatorServer, control: EmulatorControl) -> None:
+    # temperature 5 is refused by the server (the analyzer would catch it first in Spark).
+    (results,) = run(endpoint(emulator), [["a", "b"]], params={"temperature": 5})
+    assert control.stats()["databricks-gpt-5-4"]["requests"] == 2
+    assert "HTTP 400" in str(results[0].error) and "temperature" in str(results[0].error)
+
+
+def test_bad_token_fails_fast_within_a_bounded_number_of_requests(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    ep = endpoint(emulator, token=Secret("dapi-wrong-token-xyz"))
+    with pytest.raises(Exception) as caught:
+        run(ep, [[f"row {i}" for i in range(2000)]], fail_fast=False)
+    sent = control.stats()["databricks-gpt-5-4"]["requests"]
+    assert sent <= 16 + 5  # concurrency + the breaker threshold, not one per row
+    assert "HTTP 401" in str(caught.value)
+    assert "dapi-wrong-token-xyz" not in str(caught.value)
+
+
+def test_fail_fast_stops_at_the_first_row_error(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    control.set_faults("databricks-gpt-5-4", error_rate_500=1.0)
+    started = time.monotonic()
+    with pytest.raises(Exception, match="HTTP 500"):
+        run(endpoint(emulator), [[f"row {i}" for i in range(1000)]], fail_fast=True)
+    assert control.stats()["databricks-gpt-5-4"]["requests"] < 200
+    assert time.monotonic() - started < 30
+
+
+def test_oversized_prompt_is_a_row_error_and_sends_nothing(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    (results,) = run(endpoint(emulator), [["x" * (4 * 1024 * 1024 + 1), "fine"]])
+    assert "exceeds the 4 MB limit" in str(results[0].error)
+    assert results[1].value == "fine"
+    assert control.stats()["databricks-gpt-5-4"]["requests"] == 1
+
+
+def test_timeouts_are_retried(emulator: EmulatorServer, control: EmulatorControl) -> None:
+    control.set_faults("databricks-gpt-5-4", hang_rate=0.5, hang_seconds=5, seed=2)
+    ep = endpoint(emulator, timeout_s=0.3)
+    policy = RetryPolicy(max_attempts=8, base_delay_s=0.001, max_delay_s=0.01)
+    (results,) = run(
+        ep,
+        [[f"Summarize: t{i}. x" for i in range(20)]],
+        settings=EngineSettings(concurrency=8, policy=policy),
+    )
+    assert [r.value for r in results] == [f"t{i}." for i in range(20)]
+    assert "hung" in control.stats()["databricks-gpt-5-4"]["statuses"]

@@ -23,6 +23,7 @@ tokens_per_minute = 200000
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -123,7 +124,10 @@ class Registry:
         """The endpoint for `name` (also its `system.ai.*` form), else an analysis error."""
         found = self.endpoints.get(name) or self.endpoints.get(canonical_name(name))
         if found is None:
-            known = sorted(self.endpoints)
+            # Close matches first, then the user's own endpoints, then the built-in ones.
+            close = difflib.get_close_matches(name, list(self.endpoints), n=3, cutoff=0.6)
+            own = sorted(n for n, e in self.endpoints.items() if e.source != "builtin")
+            known = list(dict.fromkeys([*close, *own, *sorted(self.endpoints)]))
             shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
             raise EndpointNotFoundError(
                 f"Endpoint '{name}' is not configured. Known endpoints: {shown}. Configure one in "
@@ -139,7 +143,8 @@ _explicit: dict[str, Mapping[str, Any]] = {}
 def configure(endpoints: Mapping[str, Mapping[str, Any]]) -> None:
     """Define or override endpoints from Python (highest priority). Same keys as the TOML file."""
     for name, spec in endpoints.items():
-        _endpoint_from_spec(name, spec, "python")  # validate now, not at query time
+        # Validate the shape now, not at query time; token_env is read when resolving.
+        _endpoint_from_spec(name, spec, "python", check_env=False)
     _explicit.update(endpoints)
 
 
@@ -183,7 +188,7 @@ def load_registry(
 def _endpoints_file(env: Mapping[str, str], cwd: str | Path | None) -> Path | None:
     configured = env.get("AIQUERY_ENDPOINTS")
     if configured:
-        path = Path(configured)
+        path = Path(cwd or Path.cwd()) / configured  # an absolute path stays as it is
         if not path.is_file():
             raise ConfigError(f"AIQUERY_ENDPOINTS points at {configured}, which is not a file.")
         return path
@@ -205,7 +210,12 @@ def _read_endpoints_file(path: Path) -> Mapping[str, Mapping[str, Any]]:
 
 
 def _endpoint_from_spec(
-    name: str, spec: Mapping[str, Any], source: str, env: Mapping[str, str] | None = None
+    name: str,
+    spec: Mapping[str, Any],
+    source: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    check_env: bool = True,
 ) -> Endpoint:
     where = f"endpoint '{name}' ({source})"
     unknown = set(spec) - _ENDPOINT_KEYS
@@ -222,7 +232,7 @@ def _endpoint_from_spec(
     base_url = spec.get("base_url")
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: base_url must be an http(s) URL")
-    token = _token(spec, where, os.environ if env is None else env)
+    token = _token(spec, where, os.environ if env is None else env) if check_env else None
     try:
         return Endpoint(
             name=name,
@@ -260,4 +270,6 @@ def _positive(spec: Mapping[str, Any], key: str, where: str, kind: type) -> Any:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(f"{where}: {key} must be a positive number")
+    if kind is int and not float(value).is_integer():
+        raise ConfigError(f"{where}: {key} must be a positive integer, not {value}")
     return kind(value)

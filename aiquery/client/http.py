@@ -41,6 +41,8 @@ class AttemptRecord:
     rows: int
     status: int | None  # None: no HTTP answer (timeout, connection error)
     latency_ms: int
+    ttfb_ms: int | None  # until the response headers arrived
+    server_request_id: str | None
     input_tokens: int | None
     output_tokens: int | None
     tokens_estimated: bool
@@ -48,10 +50,20 @@ class AttemptRecord:
 
 
 class Recorder(Protocol):
+    """Where attempts are recorded: `started` just before a request is sent, `record` after.
+
+    A request whose `started` has no `record` (the task died) still counts as sent.
+    """
+
+    def started(self, request_id: str, started_at: float, attempt: int, rows: int) -> None: ...
+
     def record(self, attempt: AttemptRecord) -> None: ...
 
 
 class NullRecorder:
+    def started(self, request_id: str, started_at: float, attempt: int, rows: int) -> None:
+        return None
+
     def record(self, attempt: AttemptRecord) -> None:
         return None
 
@@ -70,6 +82,7 @@ class _Answer:
     headers: Mapping[str, str]
     body: bytes
     failure: str | None  # why there was no HTTP answer
+    ttfb_s: float | None = None
 
 
 class EndpointClient:
@@ -131,16 +144,21 @@ class EndpointClient:
                     None,
                     tripped if isinstance(tripped, RequestError) else self._error(str(tripped)),
                 )
-            answer, latency_s, started_at = await self._send(payload, estimate)
+            request_id = uuid.uuid4().hex
+            answer, latency_s, started_at = await self._send(
+                payload, estimate, request_id, attempt, len(inputs)
+            )
             outcome, retryable, delay_hint = self._interpret(
-                answer, inputs, attempt, latency_s, started_at
+                answer, inputs, attempt, latency_s, started_at, request_id
             )
             if outcome.error is None or not retryable or attempt >= self.policy.max_attempts:
                 return outcome
             self.retries += 1
             await self.sleep(retry_delay(self.policy, attempt, delay_hint, self.rng))
 
-    async def _send(self, payload: bytes, estimate: int) -> tuple[_Answer, float, float]:
+    async def _send(
+        self, payload: bytes, estimate: int, request_id: str, attempt: int, rows: int
+    ) -> tuple[_Answer, float, float]:
         await self.concurrency.acquire()
         throttled, latency_s = False, None
         try:
@@ -149,20 +167,23 @@ class EndpointClient:
             if self.tokens is not None:
                 await self.tokens.take(estimate)
             started_at, started = time.time(), time.monotonic()
-            answer = await self._post(payload)
+            self.recorder.started(request_id, started_at, attempt, rows)
+            answer = await self._post(payload, request_id, started)
             latency_s = time.monotonic() - started
             throttled = answer.status in THROTTLE_STATUSES or answer.failure == "timeout"
             return answer, latency_s, started_at
         finally:
             await self.concurrency.release(throttled=throttled, latency_s=latency_s)
 
-    async def _post(self, payload: bytes) -> _Answer:
+    async def _post(self, payload: bytes, request_id: str, started: float) -> _Answer:
+        headers = {**self.wire.headers, "x-request-id": request_id}
         try:
             async with self.session.post(
-                self.wire.url, data=payload, headers=self.wire.headers, timeout=self.timeout
+                self.wire.url, data=payload, headers=headers, timeout=self.timeout
             ) as response:
+                ttfb = time.monotonic() - started
                 body = await response.read()
-                return _Answer(response.status, response.headers, body, None)
+                return _Answer(response.status, response.headers, body, None, ttfb)
         except TimeoutError:
             return _Answer(None, {}, b"", "timeout")
         except aiohttp.ClientError as e:
@@ -175,12 +196,12 @@ class EndpointClient:
         attempt: int,
         latency_s: float,
         started_at: float,
+        request_id: str,
     ) -> tuple[Outcome, bool, float | None]:
         """(outcome of this attempt, retryable, server-requested delay), recording the attempt."""
-        request_id = answer.headers.get("x-request-id") or answer.headers.get(
+        server_id = answer.headers.get("x-request-id") or answer.headers.get(
             "x-databricks-request-id"
         )
-        record_id = request_id or uuid.uuid4().hex
         usage = None
         error_text: str | None = None
         outcome: Outcome | None = None
@@ -190,6 +211,9 @@ class EndpointClient:
                 outputs, usage = self.wire.decode(json.loads(answer.body), inputs)
                 outcome = Outcome(outputs)
                 self.breaker.success()
+                if self.tokens is not None:  # output tokens, and input beyond the estimate
+                    extra_input = usage.input_tokens - input_tokens_estimate(inputs)
+                    self.tokens.charge(usage.output_tokens + max(0, extra_input))
             except (ValueError, ProtocolError) as e:  # garbled or truncated body: retry
                 error_text = (
                     f"the endpoint answered with a malformed body ({truncate(str(e), 120)})"
@@ -210,7 +234,7 @@ class EndpointClient:
             retryable = is_retryable(answer.status)
         self.recorder.record(
             AttemptRecord(
-                request_id=record_id,
+                request_id=request_id,
                 endpoint=self.endpoint.name,
                 api_type=self.wire.api_type,
                 url=self.wire.url,
@@ -219,6 +243,8 @@ class EndpointClient:
                 rows=len(inputs),
                 status=answer.status,
                 latency_ms=round(latency_s * 1000),
+                ttfb_ms=round(answer.ttfb_s * 1000) if answer.ttfb_s is not None else None,
+                server_request_id=server_id,
                 input_tokens=usage.input_tokens if usage else None,
                 output_tokens=usage.output_tokens if usage else None,
                 tokens_estimated=bool(usage and usage.estimated),

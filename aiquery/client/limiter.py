@@ -25,8 +25,8 @@ class AdaptiveConcurrency:
         decrease: float = 0.7,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ceiling < 1:
-            raise ValueError("ceiling must be >= 1")
+        if ceiling < 1 or floor < 1:
+            raise ValueError("ceiling and floor must be >= 1")
         self.ceiling = ceiling
         self.floor = min(floor, ceiling)
         self.limit = float(ceiling)
@@ -110,13 +110,22 @@ class RateBudget:
         self._stamp = now
 
     async def take(self, amount: float = 1.0) -> None:
-        amount = min(amount, self.capacity)
+        """Wait until the bucket holds `amount`, then take it.
+
+        A request larger than the burst capacity takes a full bucket and then waits out
+        the rest before it goes, so no window of a second or more exceeds the rate.
+        """
         async with self._lock:  # first come, first served
-            self._refill()
-            while self._level < amount:
-                await self._sleep((amount - self._level) / self.rate)
-                self._refill()
+            await self._wait_for(min(amount, self.capacity))
             self._level -= amount
+            await self._wait_for(0.0)
+
+    async def _wait_for(self, level: float) -> None:
+        self._refill()
+        # A tolerance: float refills can stop a hair short of the exact level.
+        while level - self._level > 1e-9:
+            await self._sleep(max((level - self._level) / self.rate, 1e-6))
+            self._refill()
 
     def charge(self, amount: float) -> None:
         """Usage known only afterwards (output tokens); the level may go negative."""

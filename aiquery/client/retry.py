@@ -28,6 +28,8 @@ class RetryPolicy:
             raise ValueError("max_attempts must be >= 1")
         if self.base_delay_s < 0 or self.max_delay_s < self.base_delay_s:
             raise ValueError("need 0 <= base_delay_s <= max_delay_s")
+        if self.max_retry_after_s < 0:
+            raise ValueError("max_retry_after_s must be >= 0")
 
 
 def is_retryable(status: int | None) -> bool:
@@ -37,8 +39,9 @@ def is_retryable(status: int | None) -> bool:
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """The server's requested delay: `retry-after-ms` (precise) or `Retry-After` seconds."""
-    for name, scale in (("retry-after-ms", 0.001), ("Retry-After", 1.0)):
-        value = headers.get(name)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = lowered.get(name)
         if value is None:
             continue
         try:
@@ -58,5 +61,5 @@ def retry_delay(
         # A little jitter on top, so tasks told the same instant do not return in lockstep.
         capped = min(server_delay_s, policy.max_retry_after_s)
         return capped + rng.uniform(0, min(1.0, 0.1 * capped + 0.05))
-    ceiling = min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
+    ceiling = min(policy.max_delay_s, policy.base_delay_s * 2 ** min(attempt - 1, 60))
     return rng.uniform(0, ceiling)

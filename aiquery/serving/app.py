@@ -13,6 +13,7 @@ import base64
 import hmac
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +37,7 @@ from aiquery.serving.requestlog import DROPPED, HUNG, LoggedRequest, RequestLog
 
 log = logging.getLogger("aiquery.serve")
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,128}")
 _dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -116,7 +118,9 @@ class Emulator:
     async def serve(
         self, request: web.Request, route: Route, path_name: str | None
     ) -> web.StreamResponse:
-        request_id = uuid.uuid4().hex
+        # A client's own request id is kept, so its usage rows and this log match one to one.
+        offered = request.headers.get("x-request-id", "")
+        request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         entry: dict[str, Any] = {
             "request_id": request_id,
             "time": time.time(),

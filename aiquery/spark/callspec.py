@@ -33,6 +33,7 @@ from aiquery.errors import (
 from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS
 from aiquery.protocols.tags import RequestTagsError, parse_request_tags, validate_request_tags
 from aiquery.spark import types as t
+from aiquery.usage.context import UsageContext, usage_context
 
 
 def _int(v: Any) -> bool:
@@ -79,6 +80,7 @@ class CallSpec:
     fail_on_error: bool
     request_tags: Mapping[str, str] = field(default_factory=dict)
     settings: EngineSettings = field(default_factory=EngineSettings)
+    usage: UsageContext | None = None  # None: usage recording is off
 
     @property
     def value_type(self) -> DataType:
@@ -91,7 +93,7 @@ class CallSpec:
 
     def fingerprint(self) -> str:
         """A stable name for the UDF of this call site (the token is not part of it)."""
-        public = replace(self, endpoint=replace(self.endpoint, token=None))
+        public = replace(self, endpoint=replace(self.endpoint, token=None), usage=None)
         return hashlib.sha256(repr(public).encode()).hexdigest()[:16]
 
 
@@ -133,6 +135,7 @@ def analyze(
         fail_on_error=fail_on_error,
         request_tags=_request_tags(spark, request_tags),
         settings=settings or default_settings(spark),
+        usage=usage_context(spark),
     )
 
 

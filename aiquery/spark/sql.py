@@ -9,7 +9,7 @@ unchanged. A statement without `ai_query` is passed through untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -29,29 +29,36 @@ from aiquery.protocols.common import EMBEDDINGS
 from aiquery.spark import sqlscan
 from aiquery.spark.callspec import CallSpec, analyze, default_settings, with_live_url
 from aiquery.spark.udf import arrow_iter_udf, make_udf, run
+from aiquery.usage.context import UsageContext, usage_context
+from aiquery.usage.context import flush as flush_usage
+from aiquery.usage.schema import SYSTEM_TABLE, TABLE
 
 FUNCTION = "ai_query"
 POSITIONAL = ("endpoint", "request", "returnType", "failOnError")
 NAMED = {n.lower(): n for n in (*POSITIONAL, "modelParameters", "responseFormat", "files")}
 
-# Rewrites of other names (e.g. system.ai_gateway.usage → the usage table) plug in here.
-NameRewriter = Callable[[SparkSession, str], list[tuple[int, int, str]]]
-name_rewriters: list[NameRewriter] = []
-
 
 def sql(spark: SparkSession, statement: str, registry: Registry | None = None) -> DataFrame:
-    """`spark.sql` that also understands Databricks' full `ai_query` syntax."""
+    """`spark.sql` that also understands Databricks' full `ai_query` syntax and reads
+    `system.ai_gateway.usage` (the usage table, flushed first so it is current)."""
     return spark.sql(rewrite(spark, statement, registry))
 
 
 def rewrite(spark: SparkSession, statement: str, registry: Registry | None = None) -> str:
-    """The statement with each ai_query call site replaced by its registered UDF."""
-    replacements: list[tuple[int, int, str]] = []
-    for rewriter in name_rewriters:
-        replacements.extend(rewriter(spark, statement))
+    """The statement with each ai_query call site replaced by its registered UDF and
+    `system.ai_gateway.usage` by the session's usage table; nothing else changes."""
     calls = sqlscan.find_calls(statement, [FUNCTION])
-    if not calls and not replacements:
+    inside = [(c.start, c.end) for c in calls]
+    usage_refs = [
+        (start, end)
+        for start, end in sqlscan.find_identifier_path(statement, SYSTEM_TABLE)
+        if not any(a <= start < b for a, b in inside)  # rewritten along with their call
+    ]
+    if not calls and not usage_refs:
         return statement
+    replacements = [(start, end, TABLE) for start, end in usage_refs]
+    if usage_refs:
+        flush_usage(spark)
     registry = registry or load_registry()
     for call in calls:
         replacements.append((call.start, call.end, _rewrite_call(spark, statement, call, registry)))
@@ -184,14 +191,19 @@ def register(spark: SparkSession) -> None:
     settings = default_settings(spark)
     live = Registry({name: with_live_url(e) for name, e in registry.endpoints.items()})
 
+    usage = usage_context(spark)
+
     def ai_query(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:
-        yield from _run_two_arg(live, settings, batches)
+        yield from _run_two_arg(live, settings, usage, batches)
 
     spark.udf.register(FUNCTION, arrow_iter_udf(ai_query, StringType()))
 
 
 def _run_two_arg(
-    registry: Registry, settings: EngineSettings, batches: Iterator[tuple[pa.Array, pa.Array]]
+    registry: Registry,
+    settings: EngineSettings,
+    usage: UsageContext | None,
+    batches: Iterator[tuple[pa.Array, pa.Array]],
 ) -> Iterator[pa.Array]:
     source = iter(batches)
     first = next(source, None)
@@ -208,7 +220,7 @@ def _run_two_arg(
             f"'{endpoint.name}' is an embeddings endpoint and returns ARRAY<FLOAT>; "
             "call it through aiquery.sql(spark, ...) or aiquery.functions.ai_query."
         )
-    spec = CallSpec(endpoint, {}, StringType().json(), False, True, settings=settings)
+    spec = CallSpec(endpoint, {}, StringType().json(), False, True, settings=settings, usage=usage)
 
     def requests() -> Iterator[pa.Array]:
         yield first[1]

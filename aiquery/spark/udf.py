@@ -22,6 +22,7 @@ from aiquery.errors import InvalidArgumentError, ParseCastError, RequestError
 from aiquery.protocols.common import CUSTOM
 from aiquery.spark import types as t
 from aiquery.spark.callspec import CallSpec
+from aiquery.usage.context import writer_for
 
 
 def arrow_iter_udf(
@@ -31,7 +32,9 @@ def arrow_iter_udf(
     # The stubs' overloads cannot express inference from type hints, hence Any.
     factory: Any = pandas_functions.arrow_udf
     udf: UserDefinedFunction = factory(fn, returnType=return_type)
-    return udf
+    # Nondeterministic: Spark must not duplicate the call when it collapses projections
+    # (`SELECT s, upper(s) FROM (SELECT ai_query(...) AS s ...)` would pay twice).
+    return udf.asNondeterministic()
 
 
 def make_udf(spec: CallSpec) -> UserDefinedFunction:
@@ -49,11 +52,19 @@ def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
     value_type = spec.value_type
     custom = spec.endpoint.task == CUSTOM
     inputs = (_inputs(batch, custom, spec.endpoint.name) for batch in batches)
-    with BatchEngine(spec.endpoint, wire, spec.settings, fail_fast=spec.fail_on_error) as engine:
-        for rows in engine.map(inputs):
-            yield t.to_arrow_array(
-                [_value(spec, value_type, row) for row in rows], spec.result_type
-            )
+    recorder = (
+        writer_for(spec.usage, spec.endpoint, wire, spec.request_tags) if spec.usage else None
+    )
+    try:
+        with BatchEngine(
+            spec.endpoint, wire, spec.settings, fail_fast=spec.fail_on_error, recorder=recorder
+        ) as engine:
+            for rows in engine.map(inputs):
+                values = [_value(spec, value_type, row) for row in rows]
+                yield t.to_arrow_array(values, spec.result_type)
+    finally:
+        if recorder is not None:
+            recorder.close()
 
 
 def _inputs(batch: pa.Array, custom: bool, endpoint: str) -> list[Any]:

@@ -1,0 +1,153 @@
+"""The driver's usage committer: spool files → the Delta table, exactly once.
+
+Exactly-once comes from the data, not from bookkeeping: every row is keyed by its
+request id (a UUID the client sent as `x-request-id`), and a flush is a Delta MERGE that
+inserts ids not yet in the table and completes placeholder rows (a started request whose
+finish arrives in a later flush). Re-running a flush, ingesting a file twice after a
+crash, a retried task, or two jobs and the CLI flushing at once: none can duplicate a
+row. Concurrent MERGEs that conflict are retried, never dropped. Files are deleted only
+after their rows are committed and their writer has closed them (or died).
+
+Flushes run at every `aiquery.usage.flush(spark)`, every few seconds from a background
+thread while records arrive, before `aiquery.sql` reads `system.ai_gateway.usage`, at
+exit, and at the next start after a crash (the files are still there).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import SparkSession
+
+from aiquery.usage.schema import DDL, NAMES, TABLE
+from aiquery.usage.spool import is_abandoned, read_rows, spool_files
+
+log = logging.getLogger("aiquery")
+
+_MERGE = f"""
+MERGE INTO {TABLE} AS t
+USING {{source}} AS s
+ON t.event_date = s.event_date AND t.request_id = s.request_id
+WHEN MATCHED AND t.latency_ms IS NULL AND s.latency_ms IS NOT NULL THEN UPDATE SET *
+WHEN NOT MATCHED THEN INSERT *
+"""
+_CONFLICTS = ("Concurrent", "conflict", "ConcurrentAppend", "ProtocolChanged", "MetadataChanged")
+
+
+class UsageCommitter:
+    def __init__(self, spark: SparkSession, spool_dir: str | Path, location: str) -> None:
+        self.spark = spark
+        self.spool_dir = Path(spool_dir)
+        self.location = location
+        self._lock = threading.Lock()
+        self._offsets: dict[Path, tuple[int, Any]] = {}
+        self._table_ready = False
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        self.spark.sql("CREATE SCHEMA IF NOT EXISTS ai_gateway")
+        self.spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} ({DDL}) USING DELTA "
+            f"PARTITIONED BY (event_date) LOCATION '{self.location}' "
+            # delta-rs and older readers read tables without deletion vectors.
+            "TBLPROPERTIES ('delta.enableDeletionVectors' = 'false')"
+        )
+        self._table_ready = True
+
+    def flush(self) -> int:
+        """Commit everything spooled so far; returns the number of rows merged."""
+        with self._lock:
+            files = spool_files(self.spool_dir)
+            rows: dict[str, dict[str, Any]] = {}
+            progress: dict[Path, tuple[int, Any]] = {}
+            for path in files:
+                offset, header = self._offsets.get(path, (0, None))
+                found, new_offset, header = read_rows(path, offset, header)
+                progress[path] = (new_offset, header)
+                for row in found:
+                    kept = rows.get(row["request_id"])
+                    # A finished row beats a placeholder for the same request.
+                    if kept is None or (
+                        kept["latency_ms"] is None and row["latency_ms"] is not None
+                    ):
+                        rows[row["request_id"]] = row
+            if rows:
+                self.ensure_table()
+                self._merge(list(rows.values()))
+            self._offsets.update(progress)
+            for path in files:
+                if path.suffix == ".jsonl" or is_abandoned(path):
+                    path.unlink(missing_ok=True)
+                    self._offsets.pop(path, None)
+            return len(rows)
+
+    def _merge(self, rows: list[dict[str, Any]], attempts: int = 8) -> None:
+        table = pa.Table.from_pylist(
+            [{n: r[n] for n in NAMES} for r in rows], schema=_arrow_schema()
+        )
+        source = self.spark.createDataFrame(table)
+        view = f"aiquery_usage_batch_{threading.get_ident()}"
+        source.createOrReplaceTempView(view)
+        try:
+            for attempt in range(1, attempts + 1):
+                try:
+                    self.spark.sql(_MERGE.format(source=view))
+                    return
+                except Exception as e:  # a concurrent writer won: retry against the new snapshot
+                    if attempt == attempts or not any(c in str(e) for c in _CONFLICTS):
+                        raise
+                    time.sleep(0.2 * attempt)
+        finally:
+            self.spark.catalog.dropTempView(view)
+
+    # --- background flushing ---------------------------------------------------------------
+
+    def start(self, interval_s: float = 3.0) -> None:
+        """Flush every `interval_s` while the spool has files, and once more at exit."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(interval_s,), name="aiquery-usage", daemon=True
+        )
+        self._thread.start()
+        atexit.register(self.stop)
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            if not spool_files(self.spool_dir):
+                continue
+            try:
+                self.flush()
+            except Exception:  # the session may be stopping; the files stay for next time
+                log.debug("aiquery: background usage flush failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        try:
+            if spool_files(self.spool_dir):
+                self.flush()
+        except Exception:
+            log.warning(
+                "aiquery: usage records stay spooled in %s until the next flush", self.spool_dir
+            )
+
+
+def _arrow_schema() -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructType, _parse_datatype_string
+
+    schema = _parse_datatype_string(DDL)
+    assert isinstance(schema, StructType)
+    return to_arrow_schema(schema)

@@ -1,0 +1,549 @@
+"""A self-contained HTML dashboard of usage records: summary tiles, inline-SVG charts, a table.
+
+The page works offline and can be attached or mailed as is: no JavaScript, no CDN, no web
+fonts; every chart is SVG drawn here, with native `<title>` tooltips. Endpoint names and tag
+values are user data, so every text taken from a row passes through `html.escape`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_Row = Mapping[str, Any]
+
+# Endpoint colours (Tableau 10, red moved back: red means "error" on this page).
+_PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2",
+           "#edc948", "#9c755f", "#ff9da7", "#e15759", "#bab0ac")  # fmt: skip
+# By status class; "none" is a request that got no answer.
+_STATUS_COLORS = {
+    "2": "#59a14f",
+    "4": "#f28e2b",
+    "5": "#e15759",
+    "none": "#8c959f",
+    "other": "#76b7b2",
+}
+_PERCENTILES = ((50, 1.0), (95, 0.62), (99, 0.32))  # (percentile, bar opacity)
+_MAX_TAG_VALUES = 10
+_NO_ANSWER = "no answer"
+_NONE_TAG = "(none)"
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    name: str
+    seconds: int
+    tooltip: str
+    steps: tuple[int, ...]  # candidate label spacings, in buckets
+
+
+_MINUTE = _Unit("minute", 60, "%Y-%m-%d %H:%M", (1, 2, 5, 10, 15, 30, 60, 120, 180))
+_HOUR = _Unit("hour", 3600, "%Y-%m-%d %H:00", (1, 2, 3, 6, 12, 24, 48))
+_DAY = _Unit("day", 86400, "%Y-%m-%d", (1, 2, 7, 14, 28, 56, 91, 182, 364, 728))
+
+
+@dataclass
+class _Totals:
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latencies: list[int] = field(default_factory=list)
+
+    def add(self, row: _Row) -> None:
+        self.requests += 1
+        self.errors += _is_error(row)
+        self.input_tokens += row.get("input_tokens") or 0
+        self.output_tokens += row.get("output_tokens") or 0
+        if row.get("status_code") is not None and row.get("latency_ms") is not None:
+            self.latencies.append(int(row["latency_ms"]))
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def latency(self, p: float) -> float | None:
+        return _percentile(self.latencies, p)
+
+
+def _is_error(row: _Row) -> bool:
+    """A request counts as an error unless it got HTTP 200 (no answer at all is an error too)."""
+    return row.get("status_code") != 200
+
+
+def _percentile(values: Sequence[float], p: float) -> float | None:
+    """The p-th percentile (0-100), interpolating linearly between ranks; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo = math.floor(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _tokens(row: _Row) -> int:
+    return int(row.get("input_tokens") or 0) + int(row.get("output_tokens") or 0)
+
+
+def _endpoint(row: _Row) -> str:
+    return str(row.get("endpoint_name") or "(unknown)")
+
+
+def _tags(row: _Row) -> Mapping[str, Any]:
+    tags = row.get("request_tags")
+    if not tags:
+        return {}
+    # Spark gives a dict; Arrow-backed pandas gives a MAP as a list of (key, value) pairs.
+    return tags if isinstance(tags, Mapping) else dict(tags)
+
+
+def _compact(v: float) -> str:
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{suffix}"
+    return str(int(v)) if v == int(v) else f"{v:.3g}"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f} ms"
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 1, 1)] + "…"
+
+
+def _nice_ticks(top: float, count: int = 5) -> list[float]:
+    """0 to a round number >= top, in 1, 2 or 5 times 10**n steps of at least 1 (every measure here is whole)."""
+    if top <= 0:
+        return [0.0, 1.0]
+    raw = top / count
+    mag = 10 ** math.floor(math.log10(raw))
+    step = max(next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw), 1)
+    return [i * step for i in range(math.ceil(top / step - 1e-9) + 1)]
+
+
+def _svg(width: int, height: int, label: str, parts: list[str]) -> str:
+    return (
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(label)}" '
+        f'preserveAspectRatio="xMidYMid meet">{"".join(parts)}</svg>'
+    )
+
+
+def _y_axis(
+    ticks: list[float], y_of: Callable[[float], float], left: float, right: float
+) -> list[str]:
+    parts = []
+    for t in ticks:
+        y = y_of(t)
+        parts.append(f'<line class="gridline" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{_compact(t)}</text>')
+    return parts
+
+
+def _time_chart(
+    label: str,
+    buckets: list[datetime],
+    unit: _Unit,
+    series: list[tuple[str, str, list[float]]],
+    noun: str,
+) -> str:
+    """Stacked bars per time bucket, one colour per series (endpoint)."""
+    width, height, left, right, top, bottom = 960, 270, 56, 950, 12, 236
+    n = len(buckets)
+    ticks = _nice_ticks(max(sum(values[i] for _, _, values in series) for i in range(n)))
+
+    def y_of(v: float) -> float:
+        return bottom - (bottom - top) * v / ticks[-1]
+
+    parts = _y_axis(ticks, y_of, left, right)
+    slot = (right - left) / n
+    bar = max(slot * 0.78, 0.8)
+    step = next((s for s in unit.steps if n / s <= 9), unit.steps[-1])
+    for i, bucket in enumerate(buckets):
+        x, base, when = left + i * slot + (slot - bar) / 2, 0.0, bucket.strftime(unit.tooltip)
+        for name, color, values in series:
+            if values[i] <= 0:
+                continue
+            y0, y1 = y_of(base), y_of(base + values[i])
+            base += values[i]
+            parts.append(
+                f'<rect class="mark" x="{x:.2f}" y="{y1:.2f}" width="{bar:.2f}" height="{y0 - y1:.2f}" '
+                f'fill="{color}"><title>{_esc(name)} · {when} UTC: {values[i]:,.0f} {noun}</title></rect>'
+            )
+        if int(bucket.timestamp()) // unit.seconds % step == 0:
+            cx = left + (i + 0.5) * slot
+            text = bucket.strftime("%b %d" if (bucket.hour, bucket.minute) == (0, 0) else "%H:%M")
+            parts.append(
+                f'<line class="axis" x1="{cx:.1f}" x2="{cx:.1f}" y1="{bottom}" y2="{bottom + 5}"/>'
+            )
+            parts.append(f'<text x="{cx:.1f}" y="{bottom + 19}" text-anchor="middle">{text}</text>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
+    return _svg(width, height, label, parts)
+
+
+def _hbar_chart(
+    label: str, items: Sequence[tuple[str, Sequence[tuple[str, float, str]], str]]
+) -> str:
+    """Horizontal bars: (row label, stacked segments of (colour, value, tooltip), value text)."""
+    width, row_h, left, right = 480, 26, 150, 400
+    top_v = max(sum(v for _, v, _ in segments) for _, segments, _ in items) or 1.0
+    parts = [f'<line class="axis" x1="{left}" x2="{left}" y1="2" y2="{len(items) * row_h + 2}"/>']
+    for r, (name, segments, value_text) in enumerate(items):
+        y, x = 2 + r * row_h, float(left)
+        parts.append(
+            f'<text x="{left - 8}" y="{y + row_h / 2 + 4:.1f}" text-anchor="end" class="label">'
+            f"<title>{_esc(name)}</title>{_esc(_short(name, 22))}</text>"
+        )
+        for color, v, tip in segments:
+            w = (right - left) * v / top_v
+            parts.append(
+                f'<rect class="mark" x="{x:.2f}" y="{y + 5}" width="{w:.2f}" height="{row_h - 10}" '
+                f'fill="{color}"><title>{_esc(tip)}</title></rect>'
+            )
+            x += w
+        parts.append(f'<text x="{x + 6:.1f}" y="{y + row_h / 2 + 4:.1f}">{_esc(value_text)}</text>')
+    return _svg(width, len(items) * row_h + 4, label, parts)
+
+
+def _vbar_chart(
+    label: str, groups: Sequence[tuple[str, Sequence[tuple[str, float, float, str]]]]
+) -> str:
+    """Grouped vertical bars: (group label, bars of (colour, opacity, value, tooltip))."""
+    width, height, left, right, top, bottom = 480, 270, 48, 472, 18, 236
+    ticks = _nice_ticks(max(v for _, bars in groups for _, _, v, _ in bars))
+
+    def y_of(v: float) -> float:
+        return bottom - (bottom - top) * v / ticks[-1]
+
+    parts = _y_axis(ticks, y_of, left, right)
+    slot = (right - left) / len(groups)
+    bar = min(slot * 0.8 / max(len(bars) for _, bars in groups), 56)
+    for g, (name, bars) in enumerate(groups):
+        gx = left + g * slot + (slot - bar * len(bars)) / 2
+        for b, (color, opacity, v, tip) in enumerate(bars):
+            x, y = gx + b * bar, y_of(v)
+            parts.append(
+                f'<rect class="mark" x="{x + 1:.2f}" y="{y:.2f}" width="{bar - 2:.2f}" '
+                f'height="{bottom - y:.2f}" fill="{color}" fill-opacity="{opacity}">'
+                f"<title>{_esc(tip)}</title></rect>"
+            )
+            if bar >= 26:
+                parts.append(
+                    f'<text x="{x + bar / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle" '
+                    f'class="value">{_compact(v)}</text>'
+                )
+        # Labels that do not fit the slot wrap at spaces ("no answer"), then get cut short.
+        fit = int(slot / 6.5)
+        lines = name.split(" ") if len(name) > fit else [name]
+        spans = "".join(
+            f'<tspan x="{left + (g + 0.5) * slot:.1f}" dy="{13 if i else 0}">{_esc(_short(line, fit))}</tspan>'
+            for i, line in enumerate(lines[:2])
+        )
+        parts.append(
+            f'<text y="{bottom + 18}" text-anchor="middle" class="label">'
+            f"<title>{_esc(name)}</title>{spans}</text>"
+        )
+    parts.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
+    return _svg(width, height, label, parts)
+
+
+def _legend(items: list[tuple[str, str, float]]) -> str:
+    lis = "".join(
+        f'<li><span class="swatch" style="background:{color};opacity:{opacity}"></span>{_esc(name)}</li>'
+        for name, color, opacity in items
+    )
+    return f'<ul class="legend">{lis}</ul>'
+
+
+def _card(chart_id: str, title: str, sub: str, body: str) -> str:
+    return (
+        f'<section class="card chart" id="{chart_id}"><h2>{_esc(title)}</h2>'
+        f'<p class="sub">{_esc(sub)}</p>{body}</section>'
+    )
+
+
+def _status_label(code: int | None) -> str:
+    return _NO_ANSWER if code is None else str(code)
+
+
+def _status_color(code: int | None) -> str:
+    if code is None:
+        return _STATUS_COLORS["none"]
+    return _STATUS_COLORS.get(str(code)[:1], _STATUS_COLORS["other"])
+
+
+def _tag_charts(rows: Sequence[_Row], colors: Mapping[str, str]) -> str:
+    keys = sorted({str(k) for row in rows for k in _tags(row)})
+    if not keys:
+        return '<p class="empty">No request tags recorded.</p>'
+    figures = []
+    for key in keys:
+        per_value: dict[str, Counter[str]] = defaultdict(Counter)
+        for row in rows:
+            value = _tags(row).get(key)
+            per_value[_NONE_TAG if value is None else str(value)][_endpoint(row)] += _tokens(row)
+        ranked = sorted(per_value.items(), key=lambda kv: (-kv[1].total(), kv[0]))
+        items = [
+            (
+                value,
+                [
+                    (colors[ep], float(t), f"{key}={value} · {ep}: {t:,} tokens")
+                    for ep, t in sorted(c.items())
+                ],
+                _compact(c.total()),
+            )
+            for value, c in ranked[:_MAX_TAG_VALUES]
+        ]
+        more = len(ranked) - _MAX_TAG_VALUES
+        note = f'<p class="sub">and {more:,} more values</p>' if more > 0 else ""
+        chart = _hbar_chart(f"Tokens by {key}", items)
+        figures.append(
+            f'<figure class="tag"><figcaption>{_esc(key)}</figcaption>{chart}{note}</figure>'
+        )
+    return f'<div class="tags">{"".join(figures)}</div>'
+
+
+_TABLE_HEAD = ("Endpoint", "Requests", "Errors", "Error rate", "Input tokens", "Output tokens",
+               "p50 latency", "p95 latency")  # fmt: skip
+
+
+def _table(per_ep: Mapping[str, _Totals], colors: Mapping[str, str]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in _TABLE_HEAD)
+    body = "".join(
+        f'<tr><td><span class="swatch" style="background:{colors[ep]}"></span>{_esc(ep)}</td>'
+        f"<td>{t.requests:,}</td><td>{t.errors:,}</td><td>{t.error_rate:.1%}</td>"
+        f"<td>{t.input_tokens:,}</td><td>{t.output_tokens:,}</td>"
+        f"<td>{_ms(t.latency(50))}</td><td>{_ms(t.latency(95))}</td></tr>"
+        for ep, t in sorted(per_ep.items(), key=lambda kv: (-kv[1].requests, kv[0]))
+    )
+    return (
+        '<section class="card" id="table-endpoints"><h2>Endpoints</h2>'
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>"
+    )
+
+
+def _time_sections(
+    rows: Sequence[_Row], eps: list[str], colors: Mapping[str, str]
+) -> tuple[str, str]:
+    """The requests and tokens charts, and the header's line saying which time range they cover."""
+    times = [_utc(r["event_time"]) for r in rows if r.get("event_time") is not None]
+    if not times:
+        return '<p class="empty">No event times recorded.</p>', "no timestamps"
+    start, end = min(times), max(times)
+    span = (end - start).total_seconds()
+    unit = _MINUTE if span <= 3 * 3600 else _HOUR if span <= 4 * 86400 else _DAY
+    first = int(start.timestamp()) // unit.seconds
+    n = int(end.timestamp()) // unit.seconds - first + 1
+    buckets = [datetime.fromtimestamp((first + i) * unit.seconds, UTC) for i in range(n)]
+    requests = {ep: [0.0] * n for ep in eps}
+    tokens = {ep: [0.0] * n for ep in eps}
+    for row in rows:
+        if row.get("event_time") is not None:
+            i = int(_utc(row["event_time"]).timestamp()) // unit.seconds - first
+            requests[_endpoint(row)][i] += 1
+            tokens[_endpoint(row)][i] += _tokens(row)
+    legend = _legend([(ep, colors[ep], 1.0) for ep in eps])
+    by = f"per {unit.name} (UTC), stacked by endpoint"
+    html_ = ""
+    for chart_id, title, sub, data, noun in (
+        ("chart-requests", "Requests over time", f"Requests {by}", requests, "requests"),
+        ("chart-tokens", "Tokens over time", f"Input + output tokens {by}", tokens, "tokens"),
+    ):
+        series = [(ep, colors[ep], data[ep]) for ep in eps]
+        html_ += _card(
+            chart_id, title, sub, legend + _time_chart(title, buckets, unit, series, noun)
+        )
+    length = (
+        f"{span / 86400:.1f} days" if span >= 86400
+        else f"{span / 3600:.1f} hours" if span >= 3600
+        else f"{span / 60:.0f} minutes"
+    )  # fmt: skip
+    covered = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({length}, by {unit.name})"
+    return html_, covered
+
+
+def _latency_section(per_ep: Mapping[str, _Totals], colors: Mapping[str, str]) -> str:
+    groups: list[tuple[str, list[tuple[str, float, float, str]]]] = []
+    for ep, t in sorted(per_ep.items()):
+        bars = [
+            (colors[ep], op, float(v), f"{ep} p{p}: {v:,.0f} ms")
+            for p, op in _PERCENTILES
+            if (v := t.latency(p)) is not None
+        ]
+        if bars:
+            groups.append((ep, bars))
+    if not groups:
+        body = '<p class="empty">No answered requests with a latency yet.</p>'
+    else:
+        legend = _legend([(f"p{p}", "#57606a", op) for p, op in _PERCENTILES])
+        body = legend + _vbar_chart("Latency percentiles per endpoint", groups)
+    return _card("chart-latency", "Latency percentiles", "latency_ms of answered requests", body)
+
+
+def _status_section(
+    rows: Sequence[_Row], per_ep: Mapping[str, _Totals], colors: Mapping[str, str]
+) -> str:
+    codes = Counter(r.get("status_code") for r in rows)
+    ordered = sorted(codes.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+    groups = [
+        (
+            _status_label(c),
+            [(_status_color(c), 1.0, float(k), f"{_status_label(c)}: {k:,} requests")],
+        )
+        for c, k in ordered
+    ]
+    rates = [
+        (
+            ep,
+            [(colors[ep], t.error_rate, f"{ep}: {t.errors:,} errors in {t.requests:,}")],
+            f"{t.error_rate:.1%} ({t.errors:,}/{t.requests:,})",
+        )
+        for ep, t in sorted(per_ep.items())
+    ]
+    body = (
+        '<div class="split"><figure><figcaption>Requests per status code</figcaption>'
+        + _vbar_chart("Requests per status code", groups)
+        + "</figure><figure><figcaption>Error rate per endpoint</figcaption>"
+        + _hbar_chart("Error rate per endpoint", rates)
+        + "</figure></div>"
+    )
+    sub = f'An error is any status but 200; a NULL status is "{_NO_ANSWER}"'
+    return _card("chart-status", "Status codes and errors", sub, body)
+
+
+def render_dashboard(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    title: str = "aiquery usage",
+    generated_at: datetime | None = None,
+) -> str:
+    """One self-contained HTML page summarising usage records (dicts with the usage table's columns).
+
+    Naive `event_time`s are taken as UTC. The page needs nothing from the network: CSS is inline and
+    the charts are inline SVG, each in an element of class `chart` with a stable id (`chart-requests`,
+    `chart-tokens`, `chart-tags`, `chart-latency`, `chart-status`). With no rows, the page says so.
+    """
+    generated = _utc(generated_at or datetime.now(UTC))
+    totals, per_ep = _Totals(), defaultdict[str, _Totals](_Totals)
+    for row in rows:
+        totals.add(row)
+        per_ep[_endpoint(row)].add(row)
+    t = totals
+    tiles = [
+        ("requests", "Requests", f"{t.requests:,}", str(t.requests)),
+        ("errors", "Errors", f"{t.errors:,}", str(t.errors)),
+        ("error-rate", "Error rate", f"{t.error_rate:.1%}", f"{t.error_rate:.6f}"),
+        ("input-tokens", "Input tokens", f"{t.input_tokens:,}", str(t.input_tokens)),
+        ("output-tokens", "Output tokens", f"{t.output_tokens:,}", str(t.output_tokens)),
+        ("endpoints", "Endpoints", f"{len(per_ep):,}", str(len(per_ep))),
+    ]
+    bad = " bad" if t.errors else ""
+    tiles_html = "".join(
+        f'<div class="tile{bad if key.startswith("error") else ""}" id="tile-{key}" '
+        f'data-value="{raw}"><div class="tile-label">{label}</div>'
+        f'<div class="tile-value">{value}</div></div>'
+        for key, label, value, raw in tiles
+    )
+    if rows:
+        eps = sorted(per_ep)
+        colors = {ep: _PALETTE[i % len(_PALETTE)] for i, ep in enumerate(eps)}
+        time_html, covered = _time_sections(rows, eps, colors)
+        sub = f"Input + output tokens per tag value, top {_MAX_TAG_VALUES} values per key"
+        body = (
+            time_html
+            + _card("chart-tags", "Tokens by request tag", sub, _tag_charts(rows, colors))
+            + '<div class="grid2">'
+            + _latency_section(per_ep, colors)
+            + _status_section(rows, per_ep, colors)
+            + "</div>"
+            + _table(per_ep, colors)
+        )
+    else:
+        covered = "nothing yet"
+        body = (
+            '<section class="card empty-page"><h2>No usage recorded yet</h2><p class="sub">'
+            "Rows appear once ai_query has sent requests and the usage table has been committed."
+            "</p></section>"
+        )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<link rel="icon" href="data:,"><title>{_esc(title)}</title><style>{_CSS}</style></head>'
+        f'<body><main><header><h1>{_esc(title)}</h1><p class="meta">{_esc(covered)}'
+        f" · generated {generated:%Y-%m-%d %H:%M} UTC</p></header>"
+        f'<div class="tiles">{tiles_html}</div>{body}'
+        "<footer>aiquery · from the ai_gateway.usage table · a self-contained page</footer>"
+        "</main></body></html>\n"
+    )
+
+
+def write_dashboard(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str = "aiquery usage",
+    generated_at: datetime | None = None,
+) -> Path:
+    """Render the dashboard to `path` (UTF-8, parent directories created) and return the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_dashboard(rows, title=title, generated_at=generated_at), encoding="utf-8")
+    return out
+
+
+_FONT = 'system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif'
+_CSS = f"""
+:root{{--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--grid:#eaeef2;--bg:#f6f8fa;--card:#fff}}
+*{{box-sizing:border-box}}
+body{{margin:0;background:var(--bg);color:var(--fg);font:14px/1.45 {_FONT}}}
+main{{max-width:1280px;margin:0 auto;padding:28px 24px 40px}}
+h1{{font-size:24px;font-weight:650;margin:0 0 4px;letter-spacing:-.01em}}
+.meta{{color:var(--muted);margin:0}}
+.tiles{{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:12px;margin:20px 0}}
+.tile,.card{{background:var(--card);border:1px solid var(--line);border-radius:10px}}
+.tile{{padding:12px 16px}}
+.tile-label{{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.05em}}
+.tile-value{{font-size:26px;font-weight:600;font-variant-numeric:tabular-nums;margin-top:2px}}
+.tile.bad .tile-value{{color:#cf222e}}
+.card{{padding:16px 20px;margin-bottom:16px;min-width:0}}
+.card h2{{font-size:16px;font-weight:600;margin:0}}
+.sub{{color:var(--muted);font-size:12.5px;margin:2px 0 12px}}
+.grid2{{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:16px;margin-bottom:16px}}
+.grid2 .card{{margin:0}}
+.split,.tags{{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:12px 28px}}
+.tags{{grid-template-columns:repeat(auto-fit,minmax(380px,1fr))}}
+figure{{margin:0;min-width:0}}
+figcaption{{font-size:13px;font-weight:600;margin:4px 0 6px}}
+svg{{display:block;width:100%;height:auto;overflow:visible}}
+svg text{{font:11px {_FONT};fill:var(--muted)}}
+svg text.label{{fill:var(--fg)}}
+svg text.value{{font-size:10.5px}}
+.gridline{{stroke:var(--grid)}}
+.axis{{stroke:#afb8c1}}
+.mark:hover{{opacity:.75}}
+.legend{{list-style:none;display:flex;flex-wrap:wrap;gap:4px 18px;padding:0;margin:0 0 10px;font-size:12.5px;color:var(--muted)}}
+.swatch{{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:7px;vertical-align:-1px}}
+table{{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums;margin-top:10px}}
+th,td{{padding:8px 12px;border-bottom:1px solid var(--grid);text-align:right;white-space:nowrap}}
+th:first-child,td:first-child{{text-align:left;white-space:normal;word-break:break-all}}
+th{{font-size:12px;color:var(--muted);font-weight:600;border-bottom-color:var(--line)}}
+tbody tr:hover{{background:var(--bg)}}
+.empty{{color:var(--muted);padding:24px 0;text-align:center;margin:0}}
+.empty-page{{text-align:center;padding:56px 20px}}
+footer{{color:var(--muted);font-size:12px;text-align:center;margin-top:24px}}
+"""

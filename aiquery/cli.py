@@ -8,8 +8,10 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from aiquery.errors import AiQueryError
 from aiquery.serving.config import (
     LATENCY_DISTRIBUTIONS,
     OVERFLOW_POLICIES,
@@ -81,7 +83,64 @@ def _parser() -> argparse.ArgumentParser:
     knobs = serve.add_argument_group("fault and capacity knobs (applied to every endpoint)")
     for field, (flag, kind, text) in _FAULT_FLAGS.items():
         knobs.add_argument(flag, dest=field, type=kind, help=text)
+    usage = commands.add_parser(
+        "usage",
+        help="summarise the usage table, or write the HTML dashboard",
+        description="Read system.ai_gateway.usage (the Delta table) without starting Spark.",
+    )
+    usage.add_argument("view", nargs="?", choices=("summary", "dashboard"), default="summary")
+    usage.add_argument(
+        "--table",
+        help="the usage table's directory (default: $AIQUERY_USAGE_LOCATION or ./spark-warehouse/ai_gateway.db/usage)",
+    )
+    usage.add_argument(
+        "--by",
+        action="append",
+        metavar="GROUP",
+        help="group by endpoint, day, requester, status, api_type, or a request-tag key (e.g. team); repeatable",
+    )
+    usage.add_argument(
+        "--since", help="from this time: 2026-11-01, 2026-11-01T12:00, or 7d / 12h / 30m ago"
+    )
+    usage.add_argument("--until", help="up to this time (same forms)")
+    usage.add_argument(
+        "--out", default="usage.html", help="dashboard file to write (default usage.html)"
+    )
+    usage.add_argument(
+        "--flush", action="store_true", help="commit spooled records first (starts Spark)"
+    )
     return parser
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from aiquery.usage import report
+
+    location = Path(args.table) if args.table else report.default_location()
+    if args.flush:
+        from aiquery.spark.session import local_session
+        from aiquery.usage.context import flush
+
+        spark = local_session(
+            "aiquery-usage", conf={"aiquery.usage.location": str(location.resolve())}
+        )
+        print(f"committed {flush(spark)} spooled usage records", file=sys.stderr)
+    since = report.parse_when(args.since) if args.since else None
+    until = report.parse_when(args.until) if args.until else None
+    rows = report.load_rows(location, since=since, until=until)
+    pending = len(list(report.default_spool().glob("*.*"))) if not args.flush else 0
+    if pending:
+        print(
+            f"note: {pending} spool file(s) not yet committed; the next job commits them, or run with --flush",
+            file=sys.stderr,
+        )
+    if args.view == "dashboard":
+        from aiquery.usage.dashboard import write_dashboard
+
+        path = write_dashboard(rows, Path(args.out))
+        print(f"wrote {path} ({len(rows):,} requests)")
+        return 0
+    print(report.format_table(report.summarize(rows, args.by or ["endpoint"])))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -122,7 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-    except ConfigError as e:
+        if args.command == "usage":
+            return _usage(args)
+    except (ConfigError, AiQueryError) as e:
         print(f"aiquery: {e}", file=sys.stderr)
         return 2
     except OSError as e:

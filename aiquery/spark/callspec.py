@@ -224,7 +224,9 @@ def _value_type(endpoint: Endpoint, return_type: str | None) -> tuple[DataType, 
 def _request_tags(spark: SparkSession, call_tags: Mapping[str, str] | None) -> dict[str, str]:
     """Session tags (`SET aiquery.requestTags = '{...}'`) overlaid with the call's own."""
     tags: dict[str, str] = {}
-    raw = spark.conf.get(TAGS_CONF, None)
+    raw = (spark.conf.get(TAGS_CONF, None) or "").strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        raw = raw[1:-1]  # SET aiquery.requestTags = '{...}' keeps the quotes
     try:
         if raw:
             tags.update(parse_request_tags(raw))

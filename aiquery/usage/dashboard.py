@@ -1,20 +1,32 @@
 """A self-contained HTML dashboard of usage records: summary tiles, inline-SVG charts, a table.
 
 The page works offline and can be attached or mailed as is: no JavaScript, no CDN, no web
-fonts; every chart is SVG drawn here, with native `<title>` tooltips. Endpoint names and tag
-values are user data, so every text taken from a row passes through `html.escape`.
+fonts; every chart is inline SVG (drawn by `aiquery.usage.svg`), with native `<title>` tooltips.
+Endpoint names and tag values are user data, so every text taken from a row passes through `esc`
+(`html.escape`).
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from aiquery.usage.svg import (
+    DAY,
+    HOUR,
+    MINUTE,
+    compact,
+    esc,
+    hbar_chart,
+    legend,
+    time_chart,
+    vbar_chart,
+)
 
 _Row = Mapping[str, Any]
 
@@ -33,23 +45,6 @@ _PERCENTILES = ((50, 1.0), (95, 0.62), (99, 0.32))  # (percentile, bar opacity)
 _MAX_TAG_VALUES = 10
 _NO_ANSWER = "no answer"
 _NONE_TAG = "(none)"
-
-
-def _esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-@dataclass(frozen=True)
-class _Unit:
-    name: str
-    seconds: int
-    tooltip: str
-    steps: tuple[int, ...]  # candidate label spacings, in buckets
-
-
-_MINUTE = _Unit("minute", 60, "%Y-%m-%d %H:%M", (1, 2, 5, 10, 15, 30, 60, 120, 180))
-_HOUR = _Unit("hour", 3600, "%Y-%m-%d %H:00", (1, 2, 3, 6, 12, 24, 48))
-_DAY = _Unit("day", 86400, "%Y-%m-%d", (1, 2, 7, 14, 28, 56, 91, 182, 364, 728))
 
 
 @dataclass
@@ -112,168 +107,14 @@ def _tags(row: _Row) -> Mapping[str, Any]:
     return tags if isinstance(tags, Mapping) else dict(tags)
 
 
-def _compact(v: float) -> str:
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{suffix}"
-    return str(int(v)) if v == int(v) else f"{v:.3g}"
-
-
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f} ms"
 
 
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(limit - 1, 1)] + "…"
-
-
-def _nice_ticks(top: float, count: int = 5) -> list[float]:
-    """0 to a round number >= top, in 1, 2 or 5 times 10**n steps of at least 1 (every measure here is whole)."""
-    if top <= 0:
-        return [0.0, 1.0]
-    raw = top / count
-    mag = 10 ** math.floor(math.log10(raw))
-    step = max(next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw), 1)
-    return [i * step for i in range(math.ceil(top / step - 1e-9) + 1)]
-
-
-def _svg(width: int, height: int, label: str, parts: list[str]) -> str:
-    return (
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(label)}" '
-        f'preserveAspectRatio="xMidYMid meet">{"".join(parts)}</svg>'
-    )
-
-
-def _y_axis(
-    ticks: list[float], y_of: Callable[[float], float], left: float, right: float
-) -> list[str]:
-    parts = []
-    for t in ticks:
-        y = y_of(t)
-        parts.append(f'<line class="gridline" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{_compact(t)}</text>')
-    return parts
-
-
-def _time_chart(
-    label: str,
-    buckets: list[datetime],
-    unit: _Unit,
-    series: list[tuple[str, str, list[float]]],
-    noun: str,
-) -> str:
-    """Stacked bars per time bucket, one colour per series (endpoint)."""
-    width, height, left, right, top, bottom = 960, 270, 56, 950, 12, 236
-    n = len(buckets)
-    ticks = _nice_ticks(max(sum(values[i] for _, _, values in series) for i in range(n)))
-
-    def y_of(v: float) -> float:
-        return bottom - (bottom - top) * v / ticks[-1]
-
-    parts = _y_axis(ticks, y_of, left, right)
-    slot = (right - left) / n
-    bar = max(slot * 0.78, 0.8)
-    step = next((s for s in unit.steps if n / s <= 9), unit.steps[-1])
-    for i, bucket in enumerate(buckets):
-        x, base, when = left + i * slot + (slot - bar) / 2, 0.0, bucket.strftime(unit.tooltip)
-        for name, color, values in series:
-            if values[i] <= 0:
-                continue
-            y0, y1 = y_of(base), y_of(base + values[i])
-            base += values[i]
-            parts.append(
-                f'<rect class="mark" x="{x:.2f}" y="{y1:.2f}" width="{bar:.2f}" height="{y0 - y1:.2f}" '
-                f'fill="{color}"><title>{_esc(name)} · {when} UTC: {values[i]:,.0f} {noun}</title></rect>'
-            )
-        if int(bucket.timestamp()) // unit.seconds % step == 0:
-            cx = left + (i + 0.5) * slot
-            text = bucket.strftime("%b %d" if (bucket.hour, bucket.minute) == (0, 0) else "%H:%M")
-            parts.append(
-                f'<line class="axis" x1="{cx:.1f}" x2="{cx:.1f}" y1="{bottom}" y2="{bottom + 5}"/>'
-            )
-            parts.append(f'<text x="{cx:.1f}" y="{bottom + 19}" text-anchor="middle">{text}</text>')
-    parts.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
-    return _svg(width, height, label, parts)
-
-
-def _hbar_chart(
-    label: str, items: Sequence[tuple[str, Sequence[tuple[str, float, str]], str]]
-) -> str:
-    """Horizontal bars: (row label, stacked segments of (colour, value, tooltip), value text)."""
-    width, row_h, left, right = 480, 26, 150, 400
-    top_v = max(sum(v for _, v, _ in segments) for _, segments, _ in items) or 1.0
-    parts = [f'<line class="axis" x1="{left}" x2="{left}" y1="2" y2="{len(items) * row_h + 2}"/>']
-    for r, (name, segments, value_text) in enumerate(items):
-        y, x = 2 + r * row_h, float(left)
-        parts.append(
-            f'<text x="{left - 8}" y="{y + row_h / 2 + 4:.1f}" text-anchor="end" class="label">'
-            f"<title>{_esc(name)}</title>{_esc(_short(name, 22))}</text>"
-        )
-        for color, v, tip in segments:
-            w = (right - left) * v / top_v
-            parts.append(
-                f'<rect class="mark" x="{x:.2f}" y="{y + 5}" width="{w:.2f}" height="{row_h - 10}" '
-                f'fill="{color}"><title>{_esc(tip)}</title></rect>'
-            )
-            x += w
-        parts.append(f'<text x="{x + 6:.1f}" y="{y + row_h / 2 + 4:.1f}">{_esc(value_text)}</text>')
-    return _svg(width, len(items) * row_h + 4, label, parts)
-
-
-def _vbar_chart(
-    label: str, groups: Sequence[tuple[str, Sequence[tuple[str, float, float, str]]]]
-) -> str:
-    """Grouped vertical bars: (group label, bars of (colour, opacity, value, tooltip))."""
-    width, height, left, right, top, bottom = 480, 270, 48, 472, 18, 236
-    ticks = _nice_ticks(max(v for _, bars in groups for _, _, v, _ in bars))
-
-    def y_of(v: float) -> float:
-        return bottom - (bottom - top) * v / ticks[-1]
-
-    parts = _y_axis(ticks, y_of, left, right)
-    slot = (right - left) / len(groups)
-    bar = min(slot * 0.8 / max(len(bars) for _, bars in groups), 56)
-    for g, (name, bars) in enumerate(groups):
-        gx = left + g * slot + (slot - bar * len(bars)) / 2
-        for b, (color, opacity, v, tip) in enumerate(bars):
-            x, y = gx + b * bar, y_of(v)
-            parts.append(
-                f'<rect class="mark" x="{x + 1:.2f}" y="{y:.2f}" width="{bar - 2:.2f}" '
-                f'height="{bottom - y:.2f}" fill="{color}" fill-opacity="{opacity}">'
-                f"<title>{_esc(tip)}</title></rect>"
-            )
-            if bar >= 26:
-                parts.append(
-                    f'<text x="{x + bar / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle" '
-                    f'class="value">{_compact(v)}</text>'
-                )
-        # Labels that do not fit the slot wrap at spaces ("no answer"), then get cut short.
-        fit = int(slot / 6.5)
-        lines = name.split(" ") if len(name) > fit else [name]
-        spans = "".join(
-            f'<tspan x="{left + (g + 0.5) * slot:.1f}" dy="{13 if i else 0}">{_esc(_short(line, fit))}</tspan>'
-            for i, line in enumerate(lines[:2])
-        )
-        parts.append(
-            f'<text y="{bottom + 18}" text-anchor="middle" class="label">'
-            f"<title>{_esc(name)}</title>{spans}</text>"
-        )
-    parts.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
-    return _svg(width, height, label, parts)
-
-
-def _legend(items: list[tuple[str, str, float]]) -> str:
-    lis = "".join(
-        f'<li><span class="swatch" style="background:{color};opacity:{opacity}"></span>{_esc(name)}</li>'
-        for name, color, opacity in items
-    )
-    return f'<ul class="legend">{lis}</ul>'
-
-
 def _card(chart_id: str, title: str, sub: str, body: str) -> str:
     return (
-        f'<section class="card chart" id="{chart_id}"><h2>{_esc(title)}</h2>'
-        f'<p class="sub">{_esc(sub)}</p>{body}</section>'
+        f'<section class="card chart" id="{chart_id}"><h2>{esc(title)}</h2>'
+        f'<p class="sub">{esc(sub)}</p>{body}</section>'
     )
 
 
@@ -305,15 +146,15 @@ def _tag_charts(rows: Sequence[_Row], colors: Mapping[str, str]) -> str:
                     (colors[ep], float(t), f"{key}={value} · {ep}: {t:,} tokens")
                     for ep, t in sorted(c.items())
                 ],
-                _compact(c.total()),
+                compact(c.total()),
             )
             for value, c in ranked[:_MAX_TAG_VALUES]
         ]
         more = len(ranked) - _MAX_TAG_VALUES
         note = f'<p class="sub">and {more:,} more values</p>' if more > 0 else ""
-        chart = _hbar_chart(f"Tokens by {key}", items)
+        chart = hbar_chart(f"Tokens by {key}", items)
         figures.append(
-            f'<figure class="tag"><figcaption>{_esc(key)}</figcaption>{chart}{note}</figure>'
+            f'<figure class="tag"><figcaption>{esc(key)}</figcaption>{chart}{note}</figure>'
         )
     return f'<div class="tags">{"".join(figures)}</div>'
 
@@ -325,7 +166,7 @@ _TABLE_HEAD = ("Endpoint", "Requests", "Errors", "Error rate", "Input tokens", "
 def _table(per_ep: Mapping[str, _Totals], colors: Mapping[str, str]) -> str:
     head = "".join(f"<th>{h}</th>" for h in _TABLE_HEAD)
     body = "".join(
-        f'<tr><td><span class="swatch" style="background:{colors[ep]}"></span>{_esc(ep)}</td>'
+        f'<tr><td><span class="swatch" style="background:{colors[ep]}"></span>{esc(ep)}</td>'
         f"<td>{t.requests:,}</td><td>{t.errors:,}</td><td>{t.error_rate:.1%}</td>"
         f"<td>{t.input_tokens:,}</td><td>{t.output_tokens:,}</td>"
         f"<td>{_ms(t.latency(50))}</td><td>{_ms(t.latency(95))}</td></tr>"
@@ -346,7 +187,7 @@ def _time_sections(
         return '<p class="empty">No event times recorded.</p>', "no timestamps"
     start, end = min(times), max(times)
     span = (end - start).total_seconds()
-    unit = _MINUTE if span <= 3 * 3600 else _HOUR if span <= 4 * 86400 else _DAY
+    unit = MINUTE if span <= 3 * 3600 else HOUR if span <= 4 * 86400 else DAY
     first = int(start.timestamp()) // unit.seconds
     n = int(end.timestamp()) // unit.seconds - first + 1
     buckets = [datetime.fromtimestamp((first + i) * unit.seconds, UTC) for i in range(n)]
@@ -357,7 +198,7 @@ def _time_sections(
             i = int(_utc(row["event_time"]).timestamp()) // unit.seconds - first
             requests[_endpoint(row)][i] += 1
             tokens[_endpoint(row)][i] += _tokens(row)
-    legend = _legend([(ep, colors[ep], 1.0) for ep in eps])
+    legend_html = legend([(ep, colors[ep], 1.0) for ep in eps])
     by = f"per {unit.name} (UTC), stacked by endpoint"
     html_ = ""
     for chart_id, title, sub, data, noun in (
@@ -366,7 +207,7 @@ def _time_sections(
     ):
         series = [(ep, colors[ep], data[ep]) for ep in eps]
         html_ += _card(
-            chart_id, title, sub, legend + _time_chart(title, buckets, unit, series, noun)
+            chart_id, title, sub, legend_html + time_chart(title, buckets, unit, series, noun)
         )
     length = (
         f"{span / 86400:.1f} days" if span >= 86400
@@ -390,8 +231,8 @@ def _latency_section(per_ep: Mapping[str, _Totals], colors: Mapping[str, str]) -
     if not groups:
         body = '<p class="empty">No answered requests with a latency yet.</p>'
     else:
-        legend = _legend([(f"p{p}", "#57606a", op) for p, op in _PERCENTILES])
-        body = legend + _vbar_chart("Latency percentiles per endpoint", groups)
+        legend_html = legend([(f"p{p}", "#57606a", op) for p, op in _PERCENTILES])
+        body = legend_html + vbar_chart("Latency percentiles per endpoint", groups)
     return _card("chart-latency", "Latency percentiles", "latency_ms of answered requests", body)
 
 
@@ -417,9 +258,9 @@ def _status_section(
     ]
     body = (
         '<div class="split"><figure><figcaption>Requests per status code</figcaption>'
-        + _vbar_chart("Requests per status code", groups)
+        + vbar_chart("Requests per status code", groups)
         + "</figure><figure><figcaption>Error rate per endpoint</figcaption>"
-        + _hbar_chart("Error rate per endpoint", rates)
+        + hbar_chart("Error rate per endpoint", rates)
         + "</figure></div>"
     )
     sub = f'An error is any status but 200; a NULL status is "{_NO_ANSWER}"'
@@ -483,8 +324,8 @@ def render_dashboard(
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<link rel="icon" href="data:,"><title>{_esc(title)}</title><style>{_CSS}</style></head>'
-        f'<body><main><header><h1>{_esc(title)}</h1><p class="meta">{_esc(covered)}'
+        f'<link rel="icon" href="data:,"><title>{esc(title)}</title><style>{_CSS}</style></head>'
+        f'<body><main><header><h1>{esc(title)}</h1><p class="meta">{esc(covered)}'
         f" · generated {generated:%Y-%m-%d %H:%M} UTC</p></header>"
         f'<div class="tiles">{tiles_html}</div>{body}'
         "<footer>aiquery · from the ai_gateway.usage table · a self-contained page</footer>"

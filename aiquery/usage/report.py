@@ -1,0 +1,154 @@
+"""Reading the usage table without Spark (delta-rs), for `aiquery usage` and the dashboard.
+
+A JVM start costs ~15 s; reading a Delta table with `deltalake` costs milliseconds, so
+the CLI reads directly. Committing spooled records still needs Spark (`--flush`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiquery.errors import ConfigError
+
+GROUPS = ("endpoint", "day", "requester", "status", "api_type")
+_COLUMN = {"endpoint": "endpoint_name", "requester": "requester", "api_type": "api_type"}
+
+
+def default_location() -> Path:
+    return Path(
+        os.environ.get("AIQUERY_USAGE_LOCATION")
+        or Path("spark-warehouse") / "ai_gateway.db" / "usage"
+    )
+
+
+def default_spool() -> Path:
+    return Path(
+        os.environ.get("AIQUERY_USAGE_SPOOL") or Path("spark-warehouse") / "_aiquery_usage_spool"
+    )
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> datetime:
+    """`2026-11-01`, `2026-11-01T12:00`, or a span back from now: `7d`, `12h`, `30m`."""
+    now = now or datetime.now(UTC)
+    span = re.fullmatch(r"(\d+)\s*([dhm])", text.strip())
+    if span:
+        amount, unit = int(span.group(1)), span.group(2)
+        return now - timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"cannot read the time {text!r}: use a date (2026-11-01), a date and time "
+            "(2026-11-01T12:00) or a span back from now (7d, 12h, 30m)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def load_rows(
+    location: str | Path, *, since: datetime | None = None, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Usage rows between `since` and `until` (UTC), as dicts with the table's columns."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(str(location))
+    except TableNotFoundError:
+        raise ConfigError(
+            f"no usage table at {location}: run a job first, or pass --table / set "
+            "AIQUERY_USAGE_LOCATION to the table's directory"
+        ) from None
+    filters: list[tuple[str, str, Any]] = []
+    if since is not None:
+        filters.append(("event_date", ">=", since.astimezone(UTC).date()))
+    if until is not None:
+        filters.append(("event_date", "<=", until.astimezone(UTC).date()))
+    rows: list[dict[str, Any]] = table.to_pyarrow_table(filters=filters or None).to_pylist()
+    for row in rows:
+        when = row["event_time"]
+        if isinstance(when, datetime) and when.tzinfo is None:
+            row["event_time"] = when.replace(tzinfo=UTC)
+        tags = row.get("request_tags")
+        if isinstance(tags, list):  # Arrow maps arrive as (key, value) pairs
+            row["request_tags"] = dict(tags)
+    return [
+        r
+        for r in rows
+        if (since is None or r["event_time"] >= since)
+        and (until is None or r["event_time"] < until)
+    ]
+
+
+def _key(row: Mapping[str, Any], group: str) -> str:
+    if group == "day":
+        when = row["event_time"]
+        return str(when.date() if isinstance(when, datetime) else date.today())
+    if group == "status":
+        return "no answer" if row["status_code"] is None else str(row["status_code"])
+    column = _COLUMN.get(group)
+    if column is not None:
+        return str(row.get(column) or "")
+    tags = row.get("request_tags") or {}
+    return str(tags.get(group.removeprefix("tag:"), "(none)"))
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str]) -> list[dict[str, Any]]:
+    """One line per group: requests, errors, input/output tokens, p50/p95 latency."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(_key(row, g) for g in by), []).append(row)
+    out = []
+    for key in sorted(groups):
+        members = groups[key]
+        latencies = sorted(r["latency_ms"] for r in members if r.get("latency_ms") is not None)
+        out.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "requests": len(members),
+                "errors": sum(1 for r in members if r.get("status_code") != 200),
+                "input_tokens": sum(r.get("input_tokens") or 0 for r in members),
+                "output_tokens": sum(r.get("output_tokens") or 0 for r in members),
+                "p50_ms": _percentile(latencies, 0.50),
+                "p95_ms": _percentile(latencies, 0.95),
+            }
+        )
+    return out
+
+
+def _percentile(values: Sequence[int], q: float) -> int | None:
+    if not values:
+        return None
+    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
+
+
+def format_table(lines: Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table, numbers right-aligned."""
+    if not lines:
+        return "(no usage in this range)"
+    headers = list(lines[0])
+    cells = [[_cell(line[h]) for h in headers] for line in lines]
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    numeric = [
+        all(isinstance(line[h], int | float) or line[h] is None for line in lines) for h in headers
+    ]
+
+    def fmt(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *(fmt(row) for row in cells)])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

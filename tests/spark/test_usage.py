@@ -1,0 +1,287 @@
+"""Usage tracking end to end: spool → Delta, exactly once, tags, CLI summary, delta-rs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import aiquery
+from aiquery.endpoints import reset_configuration
+from aiquery.errors import ConfigError
+from aiquery.functions import ai_query
+from aiquery.serving.control import EmulatorControl
+from aiquery.serving.server import EmulatorServer
+from aiquery.usage.context import committer, flush, settings
+
+pytestmark = pytest.mark.spark
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def workspace(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatorServer]:
+    monkeypatch.setenv("DATABRICKS_HOST", emulator.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", emulator.token)
+    yield emulator
+    reset_configuration()
+
+
+@pytest.fixture
+def prompts(spark):  # type: ignore[no-untyped-def]
+    df = spark.range(0, 400, numPartitions=2).selectExpr(
+        "id", "concat('Summarize: item ', id, '. rest') AS p"
+    )
+    df.createOrReplaceTempView("prompts")
+    return df
+
+
+def usage_rows(spark, request_ids: set[str]) -> list:  # type: ignore[no-untyped-def]
+    flush(spark)
+    ids = ",".join(f"'{i}'" for i in request_ids) or "''"
+    return aiquery.sql(
+        spark, f"SELECT * FROM system.ai_gateway.usage WHERE request_id IN ({ids})"
+    ).collect()
+
+
+def test_every_request_is_one_usage_row_under_faults(
+    spark, workspace, prompts, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    control.set_faults(
+        "databricks-gpt-5-4",
+        error_rate_500=0.1,
+        error_rate_503=0.05,
+        requests_per_minute=12000,
+        seed=3,
+    )
+    spark.conf.set("aiquery.retryMaxAttempts", "3")
+    try:
+        rows = aiquery.sql(
+            spark,
+            "SELECT id, ai_query('databricks-gpt-5-4', p, failOnError => false) AS r FROM prompts",
+        ).collect()
+    finally:
+        spark.conf.unset("aiquery.retryMaxAttempts")
+    assert len(rows) == 400
+    log = control.requests("databricks-gpt-5-4")
+    usage = usage_rows(spark, {r["request_id"] for r in log})
+    # One usage row per request the server received: same ids, same statuses, no duplicates.
+    assert len(usage) == len(log) == len({u.request_id for u in usage})
+    assert Counter(u.status_code for u in usage) == Counter(r["status"] for r in log)
+    assert 429 in Counter(r["status"] for r in log) and 500 in Counter(r["status"] for r in log)
+    served = {r["request_id"]: r for r in log if r["status"] == 200}
+    for u in usage:
+        if u.status_code == 200:
+            assert (u.input_tokens, u.output_tokens) == (
+                served[u.request_id]["input_tokens"],
+                served[u.request_id]["output_tokens"],
+            )
+            assert (
+                u.total_tokens == u.input_tokens + u.output_tokens and u.tokens_estimated is False
+            )
+        else:
+            assert u.input_tokens is None and u.error_message
+    first = usage[0]
+    assert first.endpoint_name == "databricks-gpt-5-4"
+    assert first.destination_type == "PAY_PER_TOKEN_FOUNDATION_MODEL"
+    assert first.api_type == "serving-endpoints/invocations"
+    assert first.url.endswith("/serving-endpoints/databricks-gpt-5-4/invocations")
+    assert first.user_agent.startswith("aiquery/")
+    assert first.requester == spark.sparkContext.sparkUser()
+    assert first.spark_app_id == spark.sparkContext.applicationId
+    assert {u.attempt for u in usage} >= {1, 2}
+
+
+def test_flushing_the_same_spool_twice_adds_nothing(
+    spark, workspace, prompts, control: EmulatorControl, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, spool = settings(spark)
+    flush(spark)
+    committer(spark).stop()  # no background flush while this test copies files around
+    try:
+        aiquery.sql(
+            spark, "SELECT ai_query('databricks-gpt-5', p) AS a FROM prompts WHERE id < 50"
+        ).collect()
+        saved = tmp_path / "saved"
+        shutil.copytree(spool, saved)
+        assert flush(spark) == 50
+        for f in saved.iterdir():  # a crash after the commit but before the files were removed
+            shutil.copy(f, Path(spool) / f.name.replace(".open", ".jsonl"))
+        flush(spark)
+        ids = {r["request_id"] for r in control.requests("databricks-gpt-5")}
+        assert len(usage_rows(spark, ids)) == 50
+    finally:
+        committer(spark).start()
+
+
+def test_concurrent_committers_do_not_duplicate(
+    spark, workspace, prompts, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    from aiquery.usage.committer import UsageCommitter
+
+    committer(spark).stop()
+    try:
+        aiquery.sql(
+            spark, "SELECT ai_query('databricks-gpt-5-mini', p) AS a FROM prompts WHERE id < 120"
+        ).collect()
+        _, location, spool = settings(spark)
+        a, b = UsageCommitter(spark, spool, location), UsageCommitter(spark, spool, location)
+        errors: list[BaseException] = []
+
+        def run(c: UsageCommitter) -> None:
+            try:
+                c.flush()
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(c,)) for c in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors
+        ids = {r["request_id"] for r in control.requests("databricks-gpt-5-mini")}
+        assert len(usage_rows(spark, ids)) == 120
+    finally:
+        committer(spark).start()
+
+
+def test_request_tags_every_way(spark, workspace, prompts, control: EmulatorControl) -> None:  # type: ignore[no-untyped-def]
+    aiquery.sql(spark, """SET aiquery.requestTags = '{"project": "chatbot", "team": "ml"}'""")
+    try:
+        aiquery.sql(
+            spark, "SELECT ai_query('databricks-gpt-5-4', p) FROM prompts WHERE id < 3"
+        ).collect()
+        spark.conf.set("aiquery.requestTags", '{"team": "search"}')
+        spark.table("prompts").where("id < 2").select(
+            ai_query("databricks-gpt-5-nano", "p", requestTags={"cost_center": "42"})
+        ).collect()
+    finally:
+        spark.conf.unset("aiquery.requestTags")
+    by_endpoint = {r["endpoint"]: r["request_tags"] for r in control.requests()}
+    assert by_endpoint["databricks-gpt-5-4"] == {"project": "chatbot", "team": "ml"}
+    assert by_endpoint["databricks-gpt-5-nano"] == {"team": "search", "cost_center": "42"}
+    usage = usage_rows(spark, {r["request_id"] for r in control.requests()})
+    assert {(u.endpoint_name, tuple(sorted(u.request_tags.items()))) for u in usage} == {
+        ("databricks-gpt-5-4", (("project", "chatbot"), ("team", "ml"))),
+        ("databricks-gpt-5-nano", (("cost_center", "42"), ("team", "search"))),
+    }
+
+
+@pytest.mark.parametrize(
+    "tags", ['["a"]', '{"team": 1}', "not json", json.dumps({f"k{i}": "v" for i in range(21)})]
+)
+def test_bad_request_tags_fail_before_any_request(
+    spark, workspace, prompts, control: EmulatorControl, tags: str
+) -> None:  # type: ignore[no-untyped-def]
+    spark.conf.set("aiquery.requestTags", tags)
+    try:
+        with pytest.raises(ConfigError, match="Databricks-Ai-Gateway-Request-Tags"):
+            aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-4', p) FROM prompts")
+    finally:
+        spark.conf.unset("aiquery.requestTags")
+    assert control.requests() == []
+
+
+def test_usage_table_reads_with_delta_rs_and_the_cli(
+    spark, workspace, prompts, control: EmulatorControl, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from deltalake import DeltaTable
+
+    spark.conf.set("aiquery.requestTags", '{"team": "cli-test"}')
+    try:
+        aiquery.sql(
+            spark, "SELECT ai_query('databricks-claude-haiku-4-5', p) FROM prompts WHERE id < 7"
+        ).collect()
+    finally:
+        spark.conf.unset("aiquery.requestTags")
+    flush(spark)
+    _, location, _ = settings(spark)
+    table = DeltaTable(location).to_pyarrow_table()
+    mine = [r for r in table.to_pylist() if r["endpoint_name"] == "databricks-claude-haiku-4-5"]
+    assert len(mine) == 7
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aiquery.cli",
+            "usage",
+            "--table",
+            location,
+            "--by",
+            "endpoint",
+            "--by",
+            "team",
+            "--since",
+            "1d",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    line = next(
+        line
+        for line in cli.stdout.splitlines()
+        if "databricks-claude-haiku-4-5" in line and "cli-test" in line
+    )
+    assert line.split()[2] == "7"  # endpoint, team, requests
+    out = tmp_path / "usage.html"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aiquery.cli",
+            "usage",
+            "dashboard",
+            "--table",
+            location,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "databricks-claude-haiku-4-5" in out.read_text()
+
+
+def test_killed_python_worker_loses_and_duplicates_nothing(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A separate Spark application (local[2,4] retries tasks) whose worker is SIGKILLed."""
+    env = {
+        **os.environ,
+        "DATABRICKS_HOST": emulator.url,
+        "DATABRICKS_TOKEN": emulator.token,
+        "AIQUERY_TEST_ADMIN": emulator.admin_token,
+        "AIQUERY_TEST_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, str(HERE / "kill_worker_job.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["killed"] >= 1  # the job really lost a worker mid-task
+    assert report["result_rows"] == report["expected_rows"]
+    assert report["usage_rows"] == report["server_requests"]
+    assert report["usage_ids_equal_server_ids"]
+    assert report["duplicate_ids"] == 0
+    # Every status the client saw is the one the server sent; requests in flight when the
+    # worker died are rows with a NULL status, at most one task's window of them.
+    assert report["mismatched"] == 0
+    assert report["unanswered"] <= 64

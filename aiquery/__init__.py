@@ -12,12 +12,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AiQueryError", "RequestError", "__version__", "configure", "register", "sql"]
+__all__ = [
+    "AiQueryError",
+    "RequestError",
+    "__version__",
+    "configure",
+    "flush_usage",
+    "progress",
+    "register",
+    "sql",
+]
 
 if TYPE_CHECKING:
     from aiquery.endpoints import configure
     from aiquery.errors import AiQueryError, RequestError
+    from aiquery.monitor import progress
     from aiquery.spark.sql import register, sql
+    from aiquery.usage.context import flush as flush_usage
 
 _LAZY = {
     "configure": "aiquery.endpoints",
@@ -25,6 +36,8 @@ _LAZY = {
     "RequestError": "aiquery.errors",
     "register": "aiquery.spark.sql",
     "sql": "aiquery.spark.sql",
+    "progress": "aiquery.monitor",
+    "flush_usage": "aiquery.usage.context",
 }
 
 
@@ -35,4 +48,4 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'aiquery' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), "flush" if name == "flush_usage" else name)

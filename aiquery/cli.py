@@ -83,6 +83,52 @@ def _parser() -> argparse.ArgumentParser:
     knobs = serve.add_argument_group("fault and capacity knobs (applied to every endpoint)")
     for field, (flag, kind, text) in _FAULT_FLAGS.items():
         knobs.add_argument(flag, dest=field, type=kind, help=text)
+    demo = commands.add_parser(
+        "demo",
+        help="run a whole batch job on the local emulator: summaries, embeddings, usage",
+        description="Sample reviews → ai_query summaries and embeddings in Delta → usage table and dashboard.",
+    )
+    demo.add_argument(
+        "--warehouse",
+        default="spark-warehouse",
+        help="where tables and usage go (default ./spark-warehouse)",
+    )
+    demo.add_argument(
+        "--rows", type=int, default=300, help="sample reviews to process (default 300)"
+    )
+
+    for name, text in (
+        ("sql", "run SQL statements given on the command line"),
+        ("run", "run .sql files"),
+    ):
+        command = commands.add_parser(
+            name,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}: Databricks SQL with ai_query and system.ai_gateway.usage; "
+            "statements separated by ';', SET for request tags.",
+        )
+        if name == "sql":
+            command.add_argument("sql", help="the SQL text")
+        else:
+            command.add_argument(
+                "files", nargs="+", metavar="FILE", help=".sql files, run in order"
+            )
+        command.add_argument(
+            "--warehouse",
+            default="spark-warehouse",
+            help="Spark warehouse (default ./spark-warehouse)",
+        )
+        command.add_argument(
+            "--max-rows", type=int, default=20, help="rows to print per result (default 20)"
+        )
+        command.add_argument("--no-progress", action="store_true", help="do not show live progress")
+
+    commands.add_parser(
+        "endpoints",
+        help="list the endpoints ai_query can call, where they point, and their task",
+        description="Resolved from aiquery.toml / $AIQUERY_ENDPOINTS, DATABRICKS_HOST/TOKEN and the built-in names.",
+    )
+
     usage = commands.add_parser(
         "usage",
         help="summarise the usage table, or write the HTML dashboard",
@@ -143,6 +189,65 @@ def _usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_sql(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        missing = [f for f in args.files if not Path(f).is_file()]
+        if missing:
+            print(f"aiquery: no such SQL file: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        scripts = [(f, Path(f).read_text(encoding="utf-8")) for f in args.files]
+    else:
+        scripts = [("", args.sql)]
+    from aiquery.monitor import progress
+    from aiquery.script import ScriptError, run_script
+    from aiquery.spark.session import local_session
+
+    spark = local_session("aiquery-sql", warehouse=args.warehouse)
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        for name, text in scripts:
+            if name:
+                print(f"== {name}", flush=True)
+            try:
+                if args.no_progress:
+                    run_script(spark, text, max_rows=args.max_rows)
+                else:
+                    with progress(spark):
+                        run_script(spark, text, max_rows=args.max_rows)
+            except ScriptError as e:
+                print(f"aiquery: {name + ': ' if name else ''}{e}", file=sys.stderr)
+                return 1
+    finally:
+        from aiquery.usage.context import flush
+
+        flush(spark)
+    return 0
+
+
+def _endpoints() -> int:
+    from aiquery.endpoints import EMBEDDED, load_registry
+    from aiquery.usage.report import format_table
+
+    registry = load_registry()
+    rows = []
+    for name in sorted(registry.endpoints):
+        described = registry.endpoints[name].describe()
+        if described["url"] == EMBEDDED:
+            described["url"] = "(embedded local emulator, started on demand)"
+        rows.append(
+            {k: described[k] for k in ("name", "task", "protocol", "url", "token", "source")}
+        )
+    print(format_table(rows))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from aiquery.demo import run_demo
+
+    run_demo(args.warehouse, rows=args.rows)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from aiquery.serving.app import Emulator
     from aiquery.serving.server import base_url, new_token, serve_forever
@@ -183,6 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "usage":
             return _usage(args)
+        if args.command in ("sql", "run"):
+            return _run_sql(args)
+        if args.command == "endpoints":
+            return _endpoints()
+        if args.command == "demo":
+            return _demo(args)
     except (ConfigError, AiQueryError) as e:
         print(f"aiquery: {e}", file=sys.stderr)
         return 2

@@ -19,10 +19,12 @@ import atexit
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from aiquery.usage.schema import DDL, NAMES, TABLE
@@ -66,6 +68,7 @@ class UsageCommitter:
     def flush(self) -> int:
         """Commit everything spooled so far; returns the number of rows merged."""
         with self._lock:
+            self._activate()
             files = spool_files(self.spool_dir)
             rows: dict[str, dict[str, Any]] = {}
             progress: dict[Path, tuple[int, Any]] = {}
@@ -90,24 +93,35 @@ class UsageCommitter:
                     self._offsets.pop(path, None)
             return len(rows)
 
+    def _activate(self) -> None:
+        # The JVM keeps the active session per thread, and Delta's MERGE looks it up; a
+        # flush from the background thread (its own JVM thread) must set it first.
+        jvm = self.spark.sparkContext._jvm
+        if jvm is not None:
+            jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
+
     def _merge(self, rows: list[dict[str, Any]], attempts: int = 8) -> None:
         table = pa.Table.from_pylist(
             [{n: r[n] for n in NAMES} for r in rows], schema=_arrow_schema()
         )
-        source = self.spark.createDataFrame(table)
-        view = f"aiquery_usage_batch_{threading.get_ident()}"
-        source.createOrReplaceTempView(view)
+        # The batch goes to MERGE as a Parquet file: Delta reads a file source as it is,
+        # where an in-memory DataFrame would be materialised (cached) first.
+        staging = self.spool_dir / "_merge"
+        staging.mkdir(parents=True, exist_ok=True)
+        path = staging / f"{uuid.uuid4().hex}.parquet"
+        pq.write_table(table, path)
+        source = f"parquet.`{path}`"
         try:
             for attempt in range(1, attempts + 1):
                 try:
-                    self.spark.sql(_MERGE.format(source=view))
+                    self.spark.sql(_MERGE.format(source=source))
                     return
                 except Exception as e:  # a concurrent writer won: retry against the new snapshot
                     if attempt == attempts or not any(c in str(e) for c in _CONFLICTS):
                         raise
                     time.sleep(0.2 * attempt)
         finally:
-            self.spark.catalog.dropTempView(view)
+            path.unlink(missing_ok=True)
 
     # --- background flushing ---------------------------------------------------------------
 

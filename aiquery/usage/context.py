@@ -7,7 +7,9 @@ Settings (Spark conf, else environment, else default):
 - `aiquery.usage.spoolDir` / `AIQUERY_USAGE_SPOOL`: the spool, default
   `<warehouse>/_aiquery_usage_spool`; on a cluster it must be storage every executor
   and the driver can reach (a shared mount);
-- `aiquery.usage.requester`: the `requester` column, default the Spark user.
+- `aiquery.usage.requester`: the `requester` column, default the Spark user;
+- `aiquery.usage.flushIntervalSeconds` (10): how often spooled records are committed
+  during a job (each commit is a Delta MERGE, which costs the job some CPU).
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ def committer(spark: SparkSession) -> UsageCommitter:
         found = _committers.get(key)
         if found is None:
             found = _committers[key] = UsageCommitter(spark, spool, location)
-            found.start()
+            interval = float(spark.conf.get("aiquery.usage.flushIntervalSeconds", None) or 10)
+            found.start(interval)
         return found
 
 

@@ -1,0 +1,182 @@
+"""Live progress of ai_query jobs on the driver, read from the usage spool.
+
+Executors already write a line per request to the spool; the monitor tails those files
+once a second and shows rows answered, rows/s, tokens, 429s, retries, requests in flight
+and Spark's task progress, on one self-updating line (CLI) or in a notebook cell.
+
+    with aiquery.progress(spark):
+        aiquery.sql(spark, "...").write...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@dataclass(slots=True)
+class Tally:
+    rows: int = 0
+    requests: int = 0
+    errors: int = 0
+    throttled: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    started: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        return max(0, self.started - self.requests)
+
+    def add(self, line: Mapping[str, Any]) -> None:
+        """Count one spool line (see aiquery.usage.spool for the format)."""
+        if line.get("k") == "s":
+            self.started += 1
+            return
+        if line.get("k") != "f":
+            return
+        self.requests += 1
+        status = line.get("s")
+        if (line.get("a") or 1) > 1:
+            self.retries += 1
+        if status == 429:
+            self.throttled += 1
+        if status == 200:
+            self.rows += line.get("r") or 0
+            self.input_tokens += line.get("in") or 0
+            self.output_tokens += line.get("out") or 0
+        else:
+            self.errors += 1
+
+
+class ProgressMonitor:
+    def __init__(
+        self,
+        spool_dir: str | Path,
+        *,
+        stream: TextIO | None = None,
+        interval_s: float = 1.0,
+        tasks: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
+        self.spool_dir = Path(spool_dir)
+        self.stream = stream or sys.stderr
+        self.interval_s = interval_s
+        self.tasks = tasks
+        self.tally = Tally()
+        # By file stem: a writer renames `.open` to `.jsonl` when it closes a file.
+        self._offsets: dict[str, int] = {p.stem: p.stat().st_size for p in self._files()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="aiquery-progress", daemon=True)
+        self._started = time.monotonic()
+
+    def _files(self) -> list[Path]:
+        try:
+            return [p for p in self.spool_dir.iterdir() if p.suffix in (".open", ".jsonl")]
+        except FileNotFoundError:
+            return []
+
+    def poll(self) -> Tally:
+        """Read the lines written since the last poll."""
+        for path in self._files():
+            offset = self._offsets.get(path.stem, 0)
+            try:
+                with path.open("rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            end = data.rfind(b"\n") + 1
+            for raw in data[:end].splitlines():
+                self.tally.add(json.loads(raw))
+            self._offsets[path.stem] = offset + end
+        return self.tally
+
+    def line(self) -> str:
+        t = self.tally
+        elapsed = max(1e-9, time.monotonic() - self._started)
+        parts = [
+            f"ai_query: {t.rows:,} rows",
+            f"{t.rows / elapsed:,.0f} rows/s",
+            f"{t.input_tokens + t.output_tokens:,} tokens",
+            f"{t.requests:,} requests ({t.in_flight} in flight)",
+            f"{t.retries:,} retries",
+            f"{t.throttled:,} throttled (429)",
+        ]
+        if t.errors:
+            parts.append(f"{t.errors:,} failed attempts")
+        if self.tasks is not None:
+            done, total = self.tasks()
+            if total:
+                parts.append(f"tasks {done}/{total}")
+        return " | ".join(parts)
+
+    def _run(self) -> None:
+        # A terminal gets one line rewritten in place; a log or notebook a line every 10 s.
+        tty = self.stream.isatty()
+        last = time.monotonic()
+        while not self._stop.wait(self.interval_s):
+            self.poll()
+            if not self.tally.started:
+                continue
+            if tty:
+                self.stream.write("\r" + self.line() + "\x1b[K")
+            elif time.monotonic() - last >= 10:
+                self.stream.write(self.line() + "\n")
+                last = time.monotonic()
+            else:
+                continue
+            self.stream.flush()
+
+    def start(self) -> ProgressMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.poll()
+        if self.tally.requests:
+            prefix, suffix = ("\r", "\x1b[K\n") if self.stream.isatty() else ("", "\n")
+            self.stream.write(prefix + self.line() + suffix)
+            self.stream.flush()
+
+
+def _spark_tasks(spark: SparkSession) -> tuple[int, int]:
+    """(completed, total) tasks of the stages running now."""
+    tracker = spark.sparkContext.statusTracker()
+    done = total = 0
+    for stage_id in tracker.getActiveStageIds():
+        info = tracker.getStageInfo(stage_id)
+        if info is not None:
+            done += info.numCompletedTasks
+            total += info.numTasks
+    return done, total
+
+
+@contextmanager
+def progress(
+    spark: SparkSession, *, stream: TextIO | None = None, interval_s: float = 1.0
+) -> Iterator[ProgressMonitor]:
+    """Show live progress of the ai_query requests made inside the block."""
+    from aiquery.usage.context import settings
+
+    _, _, spool = settings(spark)
+    monitor = ProgressMonitor(
+        spool, stream=stream, interval_s=interval_s, tasks=lambda: _spark_tasks(spark)
+    )
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        monitor.stop()

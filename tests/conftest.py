@@ -36,6 +36,20 @@ def control(emulator: EmulatorServer, _control: EmulatorControl) -> EmulatorCont
     return _control
 
 
+@pytest.fixture
+def workspace(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatorServer]:
+    """Route the databricks-* names to the test emulator, as DATABRICKS_HOST/TOKEN would."""
+    from aiquery.endpoints import reset_configuration
+
+    monkeypatch.setenv("DATABRICKS_HOST", emulator.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", emulator.token)
+    monkeypatch.delenv("AIQUERY_ENDPOINTS", raising=False)
+    yield emulator
+    reset_configuration()
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from aiquery.spark.session import local_session

@@ -135,7 +135,7 @@ class EndpointClient:
             reason = f"the request payload of {len(payload):,} bytes exceeds the {limit // (1024 * 1024)} MB limit; shorten the input"
             return Outcome(None, self._error(reason, status=413, attempts=0))
         estimate = input_tokens_estimate(inputs)
-        attempt = 0
+        attempt = failures = 0
         while True:
             attempt += 1
             if self.breaker.tripped is not None:
@@ -151,10 +151,19 @@ class EndpointClient:
             outcome, retryable, delay_hint = self._interpret(
                 answer, inputs, attempt, latency_s, started_at, request_id
             )
-            if outcome.error is None or not retryable or attempt >= self.policy.max_attempts:
+            if outcome.error is None or not retryable:
+                return outcome
+            # A 429 says "later", not "broken": throttled attempts have their own, larger
+            # budget, so a job that outruns a rate limit slows down instead of failing.
+            if answer.status != 429:
+                failures += 1
+            if (
+                failures >= self.policy.max_attempts
+                or attempt >= self.policy.max_throttled_attempts
+            ):
                 return outcome
             self.retries += 1
-            await self.sleep(retry_delay(self.policy, attempt, delay_hint, self.rng))
+            await self.sleep(retry_delay(self.policy, failures or attempt, delay_hint, self.rng))
 
     async def _send(
         self, payload: bytes, estimate: int, request_id: str, attempt: int, rows: int

@@ -18,14 +18,15 @@ THROTTLE_STATUSES = frozenset({429, 503})
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    max_attempts: int = 6  # including the first
+    max_attempts: int = 6  # attempts that failed other than by 429, including the first
+    max_throttled_attempts: int = 30  # all attempts, when the failures are 429s
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
     max_retry_after_s: float = 120.0  # never sleep longer than this on a server's say-so
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
+        if self.max_attempts < 1 or self.max_throttled_attempts < self.max_attempts:
+            raise ValueError("need 1 <= max_attempts <= max_throttled_attempts")
         if self.base_delay_s < 0 or self.max_delay_s < self.base_delay_s:
             raise ValueError("need 0 <= base_delay_s <= max_delay_s")
         if self.max_retry_after_s < 0:

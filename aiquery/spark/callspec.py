@@ -148,7 +148,7 @@ def default_settings(spark: SparkSession) -> EngineSettings:
         return EngineSettings(
             concurrency=concurrency,
             parallelism=max(1, spark.sparkContext.defaultParallelism),
-            policy=RetryPolicy(max_attempts=attempts),
+            policy=RetryPolicy(max_attempts=attempts, max_throttled_attempts=max(30, attempts)),
         )
     except ValueError as e:
         raise ConfigError(

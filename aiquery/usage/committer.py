@@ -125,24 +125,41 @@ class UsageCommitter:
 
     # --- background flushing ---------------------------------------------------------------
 
-    def start(self, interval_s: float = 3.0) -> None:
-        """Flush every `interval_s` while the spool has files, and once more at exit."""
+    def start(self, interval_s: float = 60.0, idle_s: float = 2.0) -> None:
+        """Flush in the background: once the spool has been quiet for `idle_s` (a job just
+        finished), and at least every `interval_s` while a long job keeps writing; once more
+        at exit."""
         if self._thread is not None:
             return
+        self._stop.clear()
         self._thread = threading.Thread(
-            target=self._run, args=(interval_s,), name="aiquery-usage", daemon=True
+            target=self._run, args=(interval_s, idle_s), name="aiquery-usage", daemon=True
         )
         self._thread.start()
         atexit.register(self.stop)
 
-    def _run(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            if not spool_files(self.spool_dir):
+    def _run(self, interval_s: float, idle_s: float) -> None:
+        # A MERGE costs a few CPU-seconds; on a small machine, one during a job slows the
+        # job itself, so flushes wait for a pause unless the job runs for long.
+        last_flush = time.monotonic()
+        while not self._stop.wait(0.5):
+            files = spool_files(self.spool_dir)
+            if not files:
+                last_flush = time.monotonic()
                 continue
             try:
-                self.flush()
+                newest = max(p.stat().st_mtime for p in files)
+            except FileNotFoundError:
+                continue
+            quiet = time.time() - newest >= idle_s
+            if not quiet and time.monotonic() - last_flush < interval_s:
+                continue
+            try:
+                if self.flush():
+                    last_flush = time.monotonic()
             except Exception:  # the session may be stopping; the files stay for next time
                 log.debug("aiquery: background usage flush failed", exc_info=True)
+                last_flush = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()

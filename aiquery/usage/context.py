@@ -8,8 +8,9 @@ Settings (Spark conf, else environment, else default):
   `<warehouse>/_aiquery_usage_spool`; on a cluster it must be storage every executor
   and the driver can reach (a shared mount);
 - `aiquery.usage.requester`: the `requester` column, default the Spark user;
-- `aiquery.usage.flushIntervalSeconds` (10): how often spooled records are committed
-  during a job (each commit is a Delta MERGE, which costs the job some CPU).
+- `aiquery.usage.flushIntervalSeconds` (60): how often spooled records are committed
+  while a job keeps running; they are also committed ~2 s after the spool goes quiet
+  (each commit is a Delta MERGE, which costs a running job some CPU).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def committer(spark: SparkSession) -> UsageCommitter:
         found = _committers.get(key)
         if found is None:
             found = _committers[key] = UsageCommitter(spark, spool, location)
-            interval = float(spark.conf.get("aiquery.usage.flushIntervalSeconds", None) or 10)
+            interval = float(spark.conf.get("aiquery.usage.flushIntervalSeconds", None) or 60)
             found.start(interval)
         return found
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from pyspark.sql.types import (
 )
 
 import aiquery
-from aiquery.endpoints import configure, reset_configuration
+from aiquery.endpoints import configure
 from aiquery.errors import AiQueryError
 from aiquery.functions import ai_query
 from aiquery.protocols.common import Message
@@ -39,18 +38,6 @@ TEXTS = [
 
 def answer(prompt: str) -> str:
     return chat_reply([Message("user", prompt)]).text
-
-
-@pytest.fixture
-def workspace(
-    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[EmulatorServer]:
-    """Route the databricks-* names to the test emulator, as DATABRICKS_HOST/TOKEN would."""
-    monkeypatch.setenv("DATABRICKS_HOST", emulator.url)
-    monkeypatch.setenv("DATABRICKS_TOKEN", emulator.token)
-    monkeypatch.delenv("AIQUERY_ENDPOINTS", raising=False)
-    yield emulator
-    reset_configuration()
 
 
 @pytest.fixture
@@ -380,3 +367,15 @@ def test_delta_in_ai_query_out_to_delta(spark, workspace, tmp_path: Path) -> Non
     assert {r.id: r.summary for r in result.collect()} == {
         i: f"Review {i} was great." for i in range(40)
     }
+
+
+def test_the_token_never_reaches_plans_or_reprs(spark, workspace, texts) -> None:  # type: ignore[no-untyped-def]
+    from aiquery.spark.callspec import analyze
+
+    df = aiquery.sql(
+        spark, "SELECT ai_query('databricks-gpt-5-4', text, failOnError => false) AS r FROM texts"
+    )
+    plans = df._jdf.queryExecution().toString()  # parsed, analyzed, optimized, physical
+    assert "_aiquery_" in plans
+    spec = analyze(spark, "databricks-gpt-5-4")
+    assert workspace.token not in plans + repr(spec) + str(spec.endpoint)

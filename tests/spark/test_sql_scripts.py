@@ -6,12 +6,10 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from aiquery.endpoints import reset_configuration
 from aiquery.script import ScriptError, run_script
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.server import EmulatorServer
@@ -21,15 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted((ROOT / "sql").glob("*.sql"))
 
 
-@pytest.fixture
-def workspace(
-    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[EmulatorServer]:
-    monkeypatch.setenv("DATABRICKS_HOST", emulator.url)
-    monkeypatch.setenv("DATABRICKS_TOKEN", emulator.token)
+@pytest.fixture(autouse=True)
+def _in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # the scripts write under ./spark-warehouse
-    yield emulator
-    reset_configuration()
 
 
 def run(spark, path: Path) -> str:  # type: ignore[no-untyped-def]

@@ -9,13 +9,11 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import aiquery
-from aiquery.endpoints import reset_configuration
 from aiquery.errors import ConfigError
 from aiquery.functions import ai_query
 from aiquery.serving.control import EmulatorControl
@@ -24,16 +22,6 @@ from aiquery.usage.context import committer, flush, settings
 
 pytestmark = pytest.mark.spark
 HERE = Path(__file__).parent
-
-
-@pytest.fixture
-def workspace(
-    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[EmulatorServer]:
-    monkeypatch.setenv("DATABRICKS_HOST", emulator.url)
-    monkeypatch.setenv("DATABRICKS_TOKEN", emulator.token)
-    yield emulator
-    reset_configuration()
 
 
 @pytest.fixture

@@ -58,7 +58,10 @@ class AdaptiveConcurrency:
             if self._latency_spike(latency_s):
                 self._shrink()
             else:
-                self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+                # Once throttled, probe for headroom ten times more slowly: the endpoint
+                # has shown where its limit is, and each overshoot costs 429s.
+                step = 0.1 if self.throttles else 1.0
+                self.limit = min(float(self.ceiling), self.limit + step / self.limit)
         async with self._changed:
             self._changed.notify_all()
 

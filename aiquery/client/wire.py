@@ -188,7 +188,7 @@ def _decode_embeddings(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usa
     usage = result.usage
     if usage.estimated:
         usage = Usage(sum(estimate_tokens(t) for t in inputs), 0, estimated=True)
-    return [list(v) for v in result.vectors], usage
+    return list(result.vectors), usage
 
 
 def _decode_custom(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:

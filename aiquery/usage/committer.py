@@ -39,6 +39,7 @@ ON t.event_date = s.event_date AND t.request_id = s.request_id
 WHEN MATCHED AND t.latency_ms IS NULL AND s.latency_ms IS NOT NULL THEN UPDATE SET *
 WHEN NOT MATCHED THEN INSERT *
 """
+MERGE_BATCH_ROWS = 50_000
 _CONFLICTS = ("Concurrent", "conflict", "ConcurrentAppend", "ProtocolChanged", "MetadataChanged")
 
 
@@ -72,6 +73,7 @@ class UsageCommitter:
             files = spool_files(self.spool_dir)
             rows: dict[str, dict[str, Any]] = {}
             progress: dict[Path, tuple[int, Any]] = {}
+            merged = 0
             for path in files:
                 offset, header = self._offsets.get(path, (0, None))
                 found, new_offset, header = read_rows(path, offset, header)
@@ -83,15 +85,26 @@ class UsageCommitter:
                         kept["latency_ms"] is None and row["latency_ms"] is not None
                     ):
                         rows[row["request_id"]] = row
+                # Bounded batches keep the driver's memory flat however long the job ran;
+                # a placeholder and its finish in different batches still meet in MERGE.
+                if len(rows) >= MERGE_BATCH_ROWS:
+                    merged += self._merge_batch(rows)
+                    self._offsets.update(progress)
             if rows:
-                self.ensure_table()
-                self._merge(list(rows.values()))
+                merged += self._merge_batch(rows)
             self._offsets.update(progress)
             for path in files:
                 if path.suffix == ".jsonl" or is_abandoned(path):
                     path.unlink(missing_ok=True)
                     self._offsets.pop(path, None)
-            return len(rows)
+            return merged
+
+    def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:
+        count = len(rows)
+        self.ensure_table()
+        self._merge(list(rows.values()))
+        rows.clear()
+        return count
 
     def _activate(self) -> None:
         # The JVM keeps the active session per thread, and Delta's MERGE looks it up; a

@@ -253,7 +253,7 @@ def test_throttling_shrinks_at_most_once_per_cooldown() -> None:
     run(main)
 
 
-def test_success_grows_the_limit_by_one_over_the_limit_up_to_the_ceiling() -> None:
+def test_success_grows_the_limit_slowly_after_a_throttle_up_to_the_ceiling() -> None:
     async def main() -> None:
         limiter, _ = make_concurrency(ceiling=10)
         await limiter.acquire()
@@ -261,11 +261,23 @@ def test_success_grows_the_limit_by_one_over_the_limit_up_to_the_ceiling() -> No
         assert limiter.limit == pytest.approx(7.0)
         await limiter.acquire()
         await limiter.release(throttled=False, latency_s=0.1)
-        assert limiter.limit == pytest.approx(7.0 + 1 / 7.0)
-        for _ in range(100):  # steady latency: no spike, just growth
+        # Once the endpoint has throttled, probing is ten times slower than 1/limit.
+        assert limiter.limit == pytest.approx(7.0 + 0.1 / 7.0)
+        for _ in range(1000):  # steady latency: no spike, just growth
             await limiter.acquire()
             await limiter.release(throttled=False, latency_s=0.1)
         assert limiter.limit == 10.0
+
+    run(main)
+
+
+def test_before_any_throttle_success_grows_by_one_over_the_limit() -> None:
+    async def main() -> None:
+        limiter, _ = make_concurrency(ceiling=10)
+        limiter.limit = 4.0  # as if it started low
+        await limiter.acquire()
+        await limiter.release(throttled=False, latency_s=0.1)
+        assert limiter.limit == pytest.approx(4.25)
 
     run(main)
 

@@ -214,7 +214,8 @@ def _run_two_arg(
         raise InvalidArgumentError(
             "ai_query's endpoint must be one constant string for the whole query."
         )
-    endpoint = registry.resolve(names.pop())
+    given = names.pop()
+    endpoint = registry.resolve(given)
     if endpoint.task == EMBEDDINGS:
         raise InvalidArgumentError(
             f"'{endpoint.name}' is an embeddings endpoint and returns ARRAY<FLOAT>; "
@@ -225,10 +226,7 @@ def _run_two_arg(
     def requests() -> Iterator[pa.Array]:
         yield first[1]
         for endpoints, request in source:
-            if endpoints.null_count < len(endpoints) and set(endpoints.to_pylist()) - {
-                None,
-                endpoint.name,
-            }:
+            if endpoints.null_count < len(endpoints) and set(endpoints.to_pylist()) - {None, given}:
                 raise InvalidArgumentError(
                     "ai_query's endpoint must be one constant string for the whole query."
                 )

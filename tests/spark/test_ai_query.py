@@ -316,6 +316,16 @@ def test_register_makes_plain_spark_sql_work(spark, workspace, texts) -> None:  
         "SELECT id, ai_query('databricks-gpt-5-4', text) AS a FROM texts WHERE id < 2"
     ).collect()
     assert {r.id: r.a for r in rows} == {0: answer(TEXTS[0]), 1: answer(TEXTS[1])}
+    # A gateway name over several Arrow batches: every batch names the same endpoint.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "2")
+    try:
+        many = spark.sql(
+            "SELECT id, ai_query('system.ai.gpt-5-4', concat('Summarize: row ', id, '. x')) AS a "
+            "FROM range(0, 9, 1, 1)"
+        ).collect()
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert sorted((r.id, r.a) for r in many) == [(i, f"row {i}.") for i in range(9)]
 
 
 def test_order_is_preserved_with_random_latency(spark, workspace, control: EmulatorControl) -> None:  # type: ignore[no-untyped-def]

@@ -212,6 +212,7 @@ class EndpointClient:
             "x-databricks-request-id"
         )
         usage = None
+        error_code: str | None = None
         error_text: str | None = None
         outcome: Outcome | None = None
         retryable = False
@@ -235,11 +236,11 @@ class EndpointClient:
                 error_text = f"{answer.failure} while calling {self.wire.url}"
             retryable = True
         else:
-            code, message = read_error(_json_or_none(answer.body))
+            error_code, message = read_error(_json_or_none(answer.body))
             detail = truncate(
                 message or answer.body.decode("utf-8", "replace") or "no message", 300
             )
-            error_text = f"{code}: {detail}" if code else detail
+            error_text = f"{error_code}: {detail}" if error_code else detail
             retryable = is_retryable(answer.status)
         self.recorder.record(
             AttemptRecord(
@@ -271,8 +272,7 @@ class EndpointClient:
             attempts=attempt,
         )
         if not retryable and answer.status is not None:
-            code = read_error(_json_or_none(answer.body))[0] or ""
-            self.breaker.terminal_failure(answer.status, code, error)
+            self.breaker.terminal_failure(answer.status, error_code or "", error)
         delay = retry_after_s(answer.headers) if retryable else None
         return Outcome(None, error), retryable, delay
 

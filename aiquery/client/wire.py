@@ -85,72 +85,48 @@ def _route(endpoint: Endpoint, params: dict[str, Any]) -> tuple[str, str, Encode
 
         return decode
 
-    if protocol == "databricks":
-        url = f"{base}/serving-endpoints/{model}/invocations"
-        if task == CHAT:
-            return (
-                url,
-                "serving-endpoints/invocations",
-                lambda i: oai.encode_chat_request(chat(i), with_model=False),
+    if protocol in ("databricks", "openai"):
+        # Both speak the OpenAI bodies; Databricks invocations name the model in the URL.
+        with_model = protocol == "openai"
+        shaped: dict[str, tuple[str, Encode, Decode, bool]] = {
+            CHAT: (
+                "chat/completions",
+                lambda i: oai.encode_chat_request(chat(i), with_model=with_model),
                 decode_chat(oai.decode_chat_response),
                 False,
-            )
-        if task == COMPLETIONS:
-            return (
-                url,
-                "serving-endpoints/invocations",
+            ),
+            COMPLETIONS: (
+                "completions",
                 lambda i: oai.encode_completion_request(
-                    CompletionRequest(tuple(i), model, params), with_model=False
+                    CompletionRequest(tuple(i), model, params), with_model=with_model
                 ),
                 _decode_completions,
                 False,
-            )
-        if task == EMBEDDINGS:
-            return (
-                url,
-                "serving-endpoints/invocations",
+            ),
+            EMBEDDINGS: (
+                "embeddings",
                 lambda i: oai.encode_embedding_request(
-                    EmbeddingRequest(tuple(i), model), with_model=False
+                    EmbeddingRequest(tuple(i), model), with_model=with_model
                 ),
                 _decode_embeddings,
                 True,
-            )
-        return (
-            url,
-            "serving-endpoints/invocations",
-            lambda i: serving.encode_request(i),
-            _decode_custom,
-            True,
-        )
-    if protocol == "openai":
-        if task == CHAT:
-            return (
-                f"{base}/chat/completions",
-                "openai/v1/chat/completions",
-                lambda i: oai.encode_chat_request(chat(i), with_model=True),
-                decode_chat(oai.decode_chat_response),
-                False,
-            )
-        if task == COMPLETIONS:
-            return (
-                f"{base}/completions",
-                "openai/v1/completions",
-                lambda i: oai.encode_completion_request(
-                    CompletionRequest(tuple(i), model, params), with_model=True
-                ),
-                _decode_completions,
-                False,
-            )
-        if task == EMBEDDINGS:
-            return (
-                f"{base}/embeddings",
-                "openai/v1/embeddings",
-                lambda i: oai.encode_embedding_request(
-                    EmbeddingRequest(tuple(i), model), with_model=True
-                ),
-                _decode_embeddings,
-                True,
-            )
+            ),
+        }
+        if protocol == "databricks":
+            url = f"{base}/serving-endpoints/{model}/invocations"
+            if task == CUSTOM:
+                return (
+                    url,
+                    "serving-endpoints/invocations",
+                    serving.encode_request,
+                    _decode_custom,
+                    True,
+                )
+            _, encode, decode, batched = shaped[task]
+            return (url, "serving-endpoints/invocations", encode, decode, batched)
+        if task in shaped:
+            path, encode, decode, batched = shaped[task]
+            return (f"{base}/{path}", f"openai/v1/{path}", encode, decode, batched)
     if protocol == "anthropic" and task == CHAT:
         return (
             f"{base}/v1/messages",
@@ -201,8 +177,3 @@ def input_tokens_estimate(inputs: Sequence[Any]) -> int:
     return sum(
         estimate_tokens(i) if isinstance(i, str) else estimate_tokens(str(i)) for i in inputs
     )
-
-
-def check_task(endpoint: Endpoint) -> None:
-    if endpoint.task not in (CHAT, COMPLETIONS, EMBEDDINGS, CUSTOM):
-        raise ConfigError(f"endpoint '{endpoint.name}' has an unknown task {endpoint.task}")

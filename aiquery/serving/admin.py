@@ -1,7 +1,8 @@
 """The emulator's admin routes: fault knobs, endpoints and the request log, for tests and benchmarks.
 
-They answer only peers on the loopback interface, and only with the admin token
-(`Authorization: Bearer <admin token>`), which is separate from the model token.
+They answer only peers on the loopback interface, whatever address the server listens on,
+and only with the admin token (`Authorization: Bearer <admin token>`), which is separate
+from the model token. Proxy headers (X-Forwarded-For, Forwarded) are not trusted.
 
 - `GET    /admin/endpoints`                 every endpoint with its task and faults
 - `PUT    /admin/endpoints/{name}`          create or replace an endpoint: {"task": ..., "faults": {...}}
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from aiquery.serving.bodies import MB, BodyError, read_json
 from aiquery.serving.config import ConfigError, Faults, endpoint_from_dict
 
 if TYPE_CHECKING:
@@ -33,10 +35,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _is_loopback(peer: str | None) -> bool:
+    if peer is None:  # not a TCP peer (or already gone)
+        return False
     try:
-        return peer is not None and ipaddress.ip_address(peer.split("%")[0]).is_loopback
+        ip = ipaddress.ip_address(peer.split("%")[0])
     except ValueError:
         return False
+    # A dual-stack socket shows an IPv4 peer as ::ffff:a.b.c.d.
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
 
 
 def add_routes(app: web.Application, emulator: Emulator) -> None:
@@ -47,9 +54,9 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
                     {"error": "admin routes answer loopback clients only"}, status=403
                 )
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), emulator.admin_token
-            ):
+            # Non-UTF-8 header bytes arrive as surrogate escapes: compare the bytes as sent.
+            sent = token.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(sent, emulator.admin_token):
                 return web.json_response(
                     {"error": "admin token required (Authorization: Bearer <admin token>)"},
                     status=401,
@@ -58,14 +65,13 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
                 return await handler(request)
             except ConfigError as e:
                 return web.json_response({"error": str(e)}, status=400)
+            except BodyError as e:
+                return web.json_response({"error": e.message}, status=e.status)
 
         return wrapper
 
     async def body(request: web.Request) -> dict[str, Any]:
-        try:
-            data = await request.json()
-        except ValueError:
-            raise ConfigError("the admin request body must be a JSON object") from None
+        data = await read_json(request, MB, what="admin requests")
         if not isinstance(data, dict):
             raise ConfigError("the admin request body must be a JSON object")
         return data
@@ -84,7 +90,10 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
 
     async def put_endpoint(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        endpoint = endpoint_from_dict(name, await body(request), Faults())
+        try:
+            endpoint = endpoint_from_dict(name, await body(request), Faults())
+        except TypeError as e:  # a setting of the wrong type, e.g. embedding_dim = "x"
+            raise ConfigError(f"invalid endpoint setting: {e}") from None
         emulator.set_endpoint(endpoint)
         return web.json_response(describe(name))
 
@@ -109,7 +118,11 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
 
     async def requests(request: web.Request) -> web.StreamResponse:
         limit = request.query.get("limit")
-        rows = emulator.log.snapshot(request.query.get("endpoint"), int(limit) if limit else None)
+        try:
+            count = int(limit) if limit else None
+        except ValueError:
+            raise ConfigError("limit must be an integer") from None
+        rows = emulator.log.snapshot(request.query.get("endpoint"), count)
         return web.json_response({"requests": rows}, dumps=lambda o: json.dumps(o, default=str))
 
     async def stats(request: web.Request) -> web.StreamResponse:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
-import json
 import logging
 import re
 import time
@@ -31,14 +30,19 @@ from aiquery.protocols.errors import error_body
 from aiquery.protocols.tags import TAGS_HEADER, parse_request_tags
 from aiquery.serving import admin
 from aiquery.serving.answers import Answer, answer, input_tokens
-from aiquery.serving.config import FOUNDATION_PAYLOAD_LIMIT, EmulatorConfig, EndpointConfig
+from aiquery.serving.bodies import BodyError, json_text, read_json
+from aiquery.serving.config import (
+    FOUNDATION_PAYLOAD_LIMIT,
+    ConfigError,
+    EmulatorConfig,
+    EndpointConfig,
+)
 from aiquery.serving.limits import EndpointLimits, retry_after_header
-from aiquery.serving.requestlog import DROPPED, HUNG, LoggedRequest, RequestLog
+from aiquery.serving.requestlog import CLIENT_CLOSED, DROPPED, HUNG, LoggedRequest, RequestLog
 
 log = logging.getLogger("aiquery.serve")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,128}")
-_dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 
 class HttpError(Exception):
@@ -66,6 +70,10 @@ class Emulator:
     """The emulator's state: endpoints, their limiters and the request log."""
 
     def __init__(self, config: EmulatorConfig, *, token: str, admin_token: str) -> None:
+        if not token or not admin_token:
+            raise ConfigError("the emulator needs a non-empty token and admin token")
+        if token == admin_token:
+            raise ConfigError("the admin token must differ from the model token")
         self.initial = config
         self.token = token.encode()
         self.admin_token = admin_token.encode()
@@ -97,11 +105,12 @@ class Emulator:
 
     def authenticated(self, request: web.Request) -> bool:
         """Bearer token, Basic `token:<token>` (curl -u), or a provider SDK's API-key header."""
+        # Non-UTF-8 header bytes arrive as surrogate escapes: compare the bytes as sent.
         candidates: list[bytes] = []
         auth = request.headers.get("Authorization", "")
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer":
-            candidates.append(value.strip().encode())
+            candidates.append(value.strip().encode("utf-8", "surrogateescape"))
         elif scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(value.strip(), validate=True)
@@ -110,7 +119,7 @@ class Emulator:
             candidates.append(decoded.partition(b":")[2])
         for header in ("x-api-key", "x-goog-api-key"):
             if header in request.headers:
-                candidates.append(request.headers[header].encode())
+                candidates.append(request.headers[header].encode("utf-8", "surrogateescape"))
         return any(hmac.compare_digest(c, self.token) for c in candidates)
 
     # --- the model pipeline ---------------------------------------------------------
@@ -142,8 +151,12 @@ class Emulator:
                 error_body(route.flavour, e.status, e.message),
                 status=e.status,
                 headers={**e.headers, "x-request-id": request_id},
-                dumps=_dumps,
+                dumps=json_text,
             )
+        except (asyncio.CancelledError, ConnectionError):
+            if entry["status"] == 500:  # undecided: gone before an answer, not a server error
+                entry["status"] = CLIENT_CLOSED
+            raise
         finally:
             if entry["status"] != HUNG:  # a hung request was logged when it started hanging
                 self.log.add(LoggedRequest(**entry))
@@ -157,6 +170,10 @@ class Emulator:
         request_id: str,
         entry: dict[str, Any],
     ) -> web.StreamResponse:
+        method_served = True
+        if route.kind == "gemini" and path_name is not None:  # models/{model}:{method}
+            path_name, sep, method = path_name.partition(":")
+            method_served = bool(sep) and method == "generateContent"
         endpoint = self.resolve(path_name) if path_name is not None else None
         if endpoint is not None:  # logged even when refused, so client and server logs compare
             entry["endpoint"] = endpoint.name
@@ -164,6 +181,8 @@ class Emulator:
             raise HttpError(
                 401, "Invalid or missing access token. Send 'Authorization: Bearer <token>'."
             )
+        if not method_served:
+            raise HttpError(404, "Only ':generateContent' is served.")
         raw_tags = request.headers.get(TAGS_HEADER)
         if raw_tags is not None:
             try:
@@ -173,7 +192,10 @@ class Emulator:
         if path_name is not None and endpoint is None:
             raise self._not_found(path_name)
         limit = endpoint.payload_limit if endpoint else FOUNDATION_PAYLOAD_LIMIT
-        body = await read_json(request, limit)
+        try:
+            body = await read_json(request, limit)
+        except BodyError as e:
+            raise HttpError(e.status, e.message) from None
         if endpoint is None:
             model = body.get("model") if isinstance(body, Mapping) else None
             if not isinstance(model, str):
@@ -253,7 +275,7 @@ class Emulator:
                 output_tokens=result.output_tokens,
                 items=result.items,
             )
-            text = _dumps(result.body)
+            text = json_text(result.body)
             if fault == "malformed":
                 text = text[: max(1, len(text) // 2)]
             return web.Response(
@@ -284,10 +306,6 @@ class Emulator:
         ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
             async def handler(request: web.Request) -> web.StreamResponse:
                 name = request.match_info.get(path_param) if path_param else None
-                if route.kind == "gemini" and name is not None:
-                    name, sep, method = name.partition(":")
-                    if not sep or method != "generateContent":
-                        raise web.HTTPNotFound(text="only ':generateContent' is served")
                 return await self.serve(request, route, name)
 
             return handler
@@ -399,24 +417,6 @@ def decode(kind: str, endpoint: EndpointConfig, body: Any) -> Any:
         "gemini": partial(gemini.decode_request, model=endpoint.name),
     }
     return (kind, decoders[kind](body))
-
-
-async def read_json(request: web.Request, limit: int) -> Any:
-    """The body as JSON, refusing (413) bodies over `limit` before reading them whole."""
-    too_large = f"Request payload exceeds the {limit // (1024 * 1024)} MB limit for this endpoint."
-    if request.content_length is not None and request.content_length > limit:
-        raise HttpError(413, too_large)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, too_large)
-        chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (UnicodeDecodeError, ValueError):
-        raise HttpError(400, "The request body is not valid JSON.") from None
 
 
 def _drop(request: web.Request) -> web.StreamResponse:

@@ -14,6 +14,7 @@ from typing import Any
 # Outcomes that are not an HTTP status: the emulator never answered.
 HUNG = "hung"
 DROPPED = "dropped"
+CLIENT_CLOSED = "client_closed"  # the client went away (or the server shut down) first
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,21 @@ def base_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-async def start_site(emulator: Emulator, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Bind the emulator's app; returns the runner and the port it really got (for port 0)."""
+async def start_site(
+    emulator: Emulator, host: str, port: int, *, shutdown_timeout: float = 60.0
+) -> tuple[web.AppRunner, int]:
+    """Bind the emulator's app; returns the runner and the port it really got (for port 0).
+
+    On shutdown, requests still in progress get `shutdown_timeout` seconds to finish
+    before they are cancelled and their connections closed.
+    """
     # handler_cancellation: a client that gives up on a hung request frees its handler.
-    runner = web.AppRunner(emulator.app(), access_log=None, handler_cancellation=True)
+    runner = web.AppRunner(
+        emulator.app(),
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=shutdown_timeout,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()
@@ -60,13 +71,14 @@ class EmulatorServer:
         port: int = 0,
         token: str | None = None,
         admin_token: str | None = None,
+        shutdown_timeout: float = 60.0,
     ) -> None:
         self.host = host
+        self.config = config or load_config()
+        self.shutdown_timeout = shutdown_timeout
         self.token = token or new_token()
         self.admin_token = admin_token or new_token()
-        self.emulator = Emulator(
-            config or load_config(), token=self.token, admin_token=self.admin_token
-        )
+        self.emulator = Emulator(self.config, token=self.token, admin_token=self.admin_token)
         self._requested_port = port
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -82,7 +94,13 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            start_site(self.emulator, self.host, self._requested_port), self._loop
+            start_site(
+                self.emulator,
+                self.host,
+                self._requested_port,
+                shutdown_timeout=self.shutdown_timeout,
+            ),
+            self._loop,
         )
         self._runner, self.port = future.result(timeout=30)
         return self
@@ -103,6 +121,24 @@ class EmulatorServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
         self._loop.close()
+
+    def restarted(self) -> EmulatorServer:
+        """Stop this server and start a fresh one on the same port with the same tokens.
+
+        Like a redeployed endpoint: requests in progress are cut off after the shutdown
+        timeout, and the new server starts from the start-up configuration with an empty
+        log (this server's log stays readable in `self.emulator.log`).
+        """
+        self.stop()
+        fresh = EmulatorServer(
+            self.config,
+            host=self.host,
+            port=self.port,
+            token=self.token,
+            admin_token=self.admin_token,
+            shutdown_timeout=self.shutdown_timeout,
+        )
+        return fresh.start()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

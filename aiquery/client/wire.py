@@ -3,10 +3,18 @@
 A `Wire` turns the inputs of one HTTP request (one prompt, or many texts for embeddings,
 or many records for a custom model) into (url, body) and the response body back into one
 output per input, using the same `aiquery.protocols` codecs the emulator serves with.
+
+The wire carries only text that UTF-8 can encode. A Python string can hold a lone
+surrogate, and so can a JSON answer (`"\\ud800"`), but neither a request payload nor an
+Arrow string can: each lone surrogate is sent, and returned, as U+FFFD, and a high/low
+pair as the character it encodes.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
+import decimal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +33,7 @@ from aiquery.protocols.common import (
     CompletionRequest,
     EmbeddingRequest,
     Message,
+    ProtocolError,
     Usage,
     estimate_tokens,
 )
@@ -76,12 +85,13 @@ def _route(endpoint: Endpoint, params: dict[str, Any]) -> tuple[str, str, Encode
     )
 
     def chat(inputs: Sequence[Any]) -> ChatRequest:
-        return ChatRequest((Message("user", inputs[0]),), model, params)
+        return ChatRequest((Message("user", _utf8(inputs[0])),), model, params)
 
     def decode_chat(parse: Callable[[Any], Any]) -> Decode:
         def decode(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
             result = parse(body)
-            return [result.text], _with_estimate(result.usage, inputs[0], result.text)
+            text = _utf8(result.text)
+            return [text], _with_estimate(result.usage, inputs[0], text)
 
         return decode
 
@@ -98,7 +108,7 @@ def _route(endpoint: Endpoint, params: dict[str, Any]) -> tuple[str, str, Encode
             COMPLETIONS: (
                 "completions",
                 lambda i: oai.encode_completion_request(
-                    CompletionRequest(tuple(i), model, params), with_model=with_model
+                    CompletionRequest(tuple(map(_utf8, i)), model, params), with_model=with_model
                 ),
                 _decode_completions,
                 False,
@@ -106,7 +116,7 @@ def _route(endpoint: Endpoint, params: dict[str, Any]) -> tuple[str, str, Encode
             EMBEDDINGS: (
                 "embeddings",
                 lambda i: oai.encode_embedding_request(
-                    EmbeddingRequest(tuple(i), model), with_model=with_model
+                    EmbeddingRequest(tuple(map(_utf8, i)), model), with_model=with_model
                 ),
                 _decode_embeddings,
                 True,
@@ -118,7 +128,7 @@ def _route(endpoint: Endpoint, params: dict[str, Any]) -> tuple[str, str, Encode
                 return (
                     url,
                     "serving-endpoints/invocations",
-                    serving.encode_request,
+                    lambda i: serving.encode_request([_utf8_json(r) for r in i]),
                     _decode_custom,
                     True,
                 )
@@ -155,7 +165,11 @@ def _with_estimate(usage: Usage, prompt: str, answer: str) -> Usage:
 
 def _decode_completions(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
     result = oai.decode_completion_response(body)
-    texts = list(result.texts)
+    count = len(result.texts)
+    if not count or count % len(inputs):
+        raise ProtocolError(f"expected {len(inputs)} completions, the response has {count}")
+    # With modelParameters `n`, each prompt has n choices, prompt by prompt: keep the first.
+    texts = [_utf8(t) for t in result.texts[:: count // len(inputs)]]
     return texts, _with_estimate(result.usage, "".join(inputs), "".join(texts))
 
 
@@ -169,7 +183,45 @@ def _decode_embeddings(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usa
 
 def _decode_custom(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
     predictions = serving.decode_response(body, expected=len(inputs))
-    return predictions, Usage(0, 0, estimated=True)
+    return _utf8_json(predictions), Usage(0, 0, estimated=True)
+
+
+def _utf8(text: str) -> str:
+    """`text` as UTF-8 can carry it: a lone surrogate becomes U+FFFD, a pair its character."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+_NUMBERS = frozenset({int, float, bool, type(None)})
+
+
+def _utf8_json(value: Any) -> Any:
+    """`value`, any JSON, with every string in it (keys too) made safe by `_utf8`."""
+    if isinstance(value, str):
+        return _utf8(value)
+    if isinstance(value, list):
+        # A vector of numbers, the usual large prediction, is checked in C.
+        return value if set(map(type, value)) <= _NUMBERS else [_utf8_json(v) for v in value]
+    if isinstance(value, dict):
+        return {_utf8_json(k): _utf8_json(v) for k, v in value.items()}
+    return value
+
+
+def jsonable(value: Any) -> Any:
+    """Spark values JSON has no type for, as model servers expect them in `dataframe_records`:
+    dates and timestamps in ISO 8601, decimals as numbers, binary as base64 text."""
+    if isinstance(value, datetime.date | datetime.time):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"a request value of type {type(value).__name__} cannot be sent as JSON")
 
 
 def input_tokens_estimate(inputs: Sequence[Any]) -> int:

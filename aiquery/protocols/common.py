@@ -107,6 +107,26 @@ class EmbeddingResult:
     model: str | None = None
 
 
+def token_count(value: Any) -> int | None:
+    """A token count as a server reports it: a non-negative JSON integer, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def reported_usage(input_tokens: Any, output_tokens: Any) -> Usage | None:
+    """The counts a server reported, or None when they are not counts (estimate instead).
+
+    A missing or null output count is 0: providers omit it when nothing was generated.
+    Negative, boolean, fractional or string counts count as unreported, so nonsense is
+    never charged to the token budget or written to the usage table.
+    """
+    counted_in, counted_out = token_count(input_tokens), token_count(output_tokens or 0)
+    if counted_in is None or counted_out is None:
+        return None
+    return Usage(counted_in, counted_out)
+
+
 def require(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     """Return `body[key]` if present with the expected JSON type, else raise ProtocolError."""
     if key not in body:

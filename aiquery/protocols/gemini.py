@@ -13,6 +13,7 @@ from aiquery.protocols.common import (
     Usage,
     as_object,
     estimate_tokens,
+    reported_usage,
     require,
 )
 
@@ -109,9 +110,12 @@ def decode_response(raw: Any) -> ChatResult:
     content = as_object(first.get("content", {}), "candidates[0].content")
     text = _parts_text(content.get("parts", []), "candidates[0].content.parts")
     meta = body.get("usageMetadata")
-    if isinstance(meta, Mapping) and isinstance(meta.get("promptTokenCount"), int):
-        usage = Usage(meta["promptTokenCount"], int(meta.get("candidatesTokenCount") or 0))
-    else:
+    usage = (
+        reported_usage(meta.get("promptTokenCount"), meta.get("candidatesTokenCount"))
+        if isinstance(meta, Mapping)
+        else None
+    )
+    if usage is None:
         usage = Usage(0, estimate_tokens(text), estimated=True)
     finish = "length" if first.get("finishReason") == "MAX_TOKENS" else "stop"
     return ChatResult(text, finish, usage, request_id=body.get("responseId"))

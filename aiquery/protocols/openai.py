@@ -27,8 +27,10 @@ from aiquery.protocols.common import (
     Usage,
     as_object,
     estimate_tokens,
+    reported_usage,
     require,
     text_of_content,
+    token_count,
 )
 
 # Keys of a chat body that belong to the request itself, not to generation parameters.
@@ -159,13 +161,18 @@ def encode_completion_response(result: CompletionResult, *, request_id: str) -> 
 def decode_completion_response(raw: Any) -> CompletionResult:
     body = as_object(raw, "the response body")
     choices = require(body, "choices", list, "the response body")
-    ordered = sorted(
-        (as_object(c, "choices[i]") for c in choices), key=lambda c: int(c.get("index", 0))
-    )
+    ordered = sorted((as_object(c, "choices[i]") for c in choices), key=_choice_index)
     texts = tuple(str(c.get("text", "")) for c in ordered)
     reasons = tuple(str(c.get("finish_reason") or "stop") for c in ordered)
     usage = decode_usage(body.get("usage"), prompt_text="", output_text="".join(texts))
     return CompletionResult(texts, reasons, usage)
+
+
+def _choice_index(choice: Mapping[str, Any]) -> int:
+    index = choice.get("index", 0)
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ProtocolError("choices[i].index must be an integer")
+    return index
 
 
 # --- embeddings ---------------------------------------------------------------------
@@ -228,20 +235,25 @@ def decode_embedding_response(raw: Any, *, expected: int) -> EmbeddingResult:
             raise ProtocolError("embedding indexes are not a permutation of the inputs")
         vectors[index] = _vector(item.get("embedding"))
     usage = body.get("usage")
-    tokens = usage.get("prompt_tokens") if isinstance(usage, Mapping) else None
+    tokens = token_count(usage.get("prompt_tokens")) if isinstance(usage, Mapping) else None
     return EmbeddingResult(
         tuple(v for v in vectors if v is not None),
-        Usage(tokens, 0) if isinstance(tokens, int) else Usage(0, 0, estimated=True),
+        Usage(tokens, 0) if tokens is not None else Usage(0, 0, estimated=True),
     )
 
 
 def _vector(value: Any) -> tuple[float, ...]:
     if isinstance(value, str):
         raw = base64.b64decode(value)
+        if len(raw) % 4:
+            raise ProtocolError("a base64 embedding is not a whole number of float32 values")
         return struct.unpack(f"<{len(raw) // 4}f", raw)
     # set(map(type, ...)) and map(float, ...) run in C: 5x faster than a generator per float.
     if isinstance(value, list) and set(map(type, value)) <= {float, int}:
-        return tuple(map(float, value))
+        try:
+            return tuple(map(float, value))
+        except OverflowError:  # an integer past the float range
+            raise ProtocolError("an embedding value is out of the float range") from None
     raise ProtocolError("an embedding is neither a list of numbers nor base64")
 
 
@@ -259,10 +271,12 @@ def _usage_body(usage: Usage) -> dict[str, int]:
 def decode_usage(raw: Any, *, prompt_text: str, output_text: str) -> Usage:
     """Token counts from an OpenAI `usage` object, else the Databricks estimate."""
     if isinstance(raw, Mapping):
-        prompt = raw.get("prompt_tokens", raw.get("input_tokens"))
-        completion = raw.get("completion_tokens", raw.get("output_tokens", 0))
-        if isinstance(prompt, int) and isinstance(completion, int):
-            return Usage(prompt, completion)
+        usage = reported_usage(
+            raw.get("prompt_tokens", raw.get("input_tokens")),
+            raw.get("completion_tokens", raw.get("output_tokens")),
+        )
+        if usage is not None:
+            return usage
     return Usage(estimate_tokens(prompt_text), estimate_tokens(output_text), estimated=True)
 
 

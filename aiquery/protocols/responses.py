@@ -14,6 +14,7 @@ from aiquery.protocols.common import (
     Usage,
     as_object,
     estimate_tokens,
+    reported_usage,
     require,
     text_of_content,
 )
@@ -110,9 +111,12 @@ def decode_response(raw: Any) -> ChatResult:
     ]
     text = "".join(texts)
     usage = body.get("usage")
-    if isinstance(usage, Mapping) and isinstance(usage.get("input_tokens"), int):
-        counted = Usage(usage["input_tokens"], int(usage.get("output_tokens") or 0))
-    else:
+    counted = (
+        reported_usage(usage.get("input_tokens"), usage.get("output_tokens"))
+        if isinstance(usage, Mapping)
+        else None
+    )
+    if counted is None:
         counted = Usage(0, estimate_tokens(text), estimated=True)
     finish = "length" if body.get("status") == "incomplete" else "stop"
     return ChatResult(text, finish, counted, request_id=body.get("id"))

@@ -26,6 +26,10 @@ def decode_request(raw: Any) -> list[Mapping[str, Any]]:
         split = as_object(body["dataframe_split"], "dataframe_split")
         columns = require(split, "columns", list, "dataframe_split")
         rows = require(split, "data", list, "dataframe_split")
+        if not all(isinstance(c, str) for c in columns):
+            raise ProtocolError("dataframe_split.columns must be a list of strings")
+        if not all(isinstance(row, list) and len(row) == len(columns) for row in rows):
+            raise ProtocolError("each dataframe_split.data row must list one value per column")
         return [dict(zip(columns, row, strict=True)) for row in rows]
     for key in ("inputs", "instances"):
         if key in body:

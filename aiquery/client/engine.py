@@ -190,19 +190,37 @@ class BatchEngine:
 
     def _submit(self, inputs: Sequence[Any]) -> _Batch:
         batch = _Batch(len(inputs), self._loop.create_future())
-        rows = [i for i, value in enumerate(inputs) if value is not None]
-        for i in range(len(inputs)):
-            if inputs[i] is None:
+        rows = []
+        for i, value in enumerate(inputs):
+            if value is None:
                 batch.results[i] = NULL_ROW
+            elif value == "":
+                # No model can answer an empty prompt (some refuse it with a 400): say so
+                # instead of paying for the request.
+                error = self._empty_request_error()
+                batch.results[i] = RowResult(error=error)
+                if self.fail_fast:
+                    self._fail(error)
+            else:
+                rows.append(i)
+        if self._failure is not None:
+            batch.done.set_exception(self._failure)
+            return batch
         for chunk in self._chunks(rows, inputs):
             batch.remaining += len(chunk)
             self._calls.append((batch, chunk, [inputs[i] for i in chunk]))
         if batch.remaining == 0:
             batch.done.set_result(None)
-        elif self._failure is not None:
-            batch.done.set_exception(self._failure)
         self._wakeup.set()
         return batch
+
+    def _empty_request_error(self) -> RequestError:
+        return RequestError(
+            self.endpoint.name,
+            "the request is an empty string, so nothing was sent; filter such rows out, "
+            "or turn them into NULL (a NULL result) with NULLIF(col, '')",
+            attempts=0,
+        )
 
     def _chunks(self, rows: list[int], inputs: Sequence[Any]) -> Iterator[list[int]]:
         if not self.wire.batched:
@@ -230,7 +248,13 @@ class BatchEngine:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             batch, rows, inputs = self._calls.popleft()
-            outcome = await self.client.call(inputs)
+            try:
+                outcome = await self.client.call(inputs)
+            except Exception as e:
+                # A bug, not a failed request: fail the task loudly. Left unhandled, it
+                # would end this worker, and the task would wait forever for these rows.
+                self._fail(e)
+                return
             self.requests_done += 1
             self.rows_done += len(rows)
             batch.fill(rows, outcome)

@@ -13,15 +13,14 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from aiquery.client.limiter import AdaptiveConcurrency, CircuitBreaker, RateBudget
+from aiquery.client.limiter import AdaptiveConcurrency, AdaptiveRate, CircuitBreaker, RateBudget
 from aiquery.client.retry import (
-    THROTTLE_STATUSES,
     RetryPolicy,
     is_retryable,
     retry_after_s,
     retry_delay,
 )
-from aiquery.client.wire import Wire, input_tokens_estimate
+from aiquery.client.wire import Wire, input_tokens_estimate, jsonable
 from aiquery.endpoints import Endpoint
 from aiquery.errors import RequestError, truncate
 from aiquery.protocols.common import ProtocolError
@@ -97,6 +96,7 @@ class EndpointClient:
         breaker: CircuitBreaker,
         requests: RateBudget | None = None,
         tokens: RateBudget | None = None,
+        pacing: AdaptiveRate | None = None,
         recorder: Recorder | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -109,6 +109,7 @@ class EndpointClient:
         self.breaker = breaker
         self.requests = requests
         self.tokens = tokens
+        self.pacing = pacing or AdaptiveRate()
         self.recorder = recorder or NullRecorder()
         self.rng = rng or random.Random()
         self.sleep = sleep
@@ -129,7 +130,11 @@ class EndpointClient:
 
     async def call(self, inputs: Sequence[Any]) -> Outcome:
         """Send one request for `inputs`, retrying what is retryable; never raises RequestError."""
-        payload = json.dumps(self.wire.encode(inputs), ensure_ascii=False).encode()
+        try:
+            body = json.dumps(self.wire.encode(inputs), ensure_ascii=False, default=jsonable)
+        except TypeError as e:  # a value JSON cannot carry: this row's error, nothing sent
+            return Outcome(None, self._error(str(e), attempts=0))
+        payload = body.encode()
         limit = self.endpoint.payload_limit
         if len(payload) > limit:
             reason = f"the request payload of {len(payload):,} bytes exceeds the {limit // (1024 * 1024)} MB limit; shorten the input"
@@ -175,11 +180,19 @@ class EndpointClient:
                 await self.requests.take(1)
             if self.tokens is not None:
                 await self.tokens.take(estimate)
+            await self.pacing.wait()
             started_at, started = time.time(), time.monotonic()
             self.recorder.started(request_id, started_at, attempt, rows)
             answer = await self._post(payload, request_id, started)
             latency_s = time.monotonic() - started
-            throttled = answer.status in THROTTLE_STATUSES or answer.failure == "timeout"
+            # Only a 429 says "too fast". Random 503s, hangs and resets are retried with
+            # backoff, but slowing every request down for them would not help the endpoint
+            # and would collapse throughput (AIMD's equilibrium falls with the error rate).
+            throttled = answer.status == 429
+            if throttled:
+                self.pacing.throttled()
+            elif answer.status == 200:
+                self.pacing.succeeded()
             return answer, latency_s, started_at
         finally:
             await self.concurrency.release(throttled=throttled, latency_s=latency_s)
@@ -224,7 +237,8 @@ class EndpointClient:
                 if self.tokens is not None:  # output tokens, and input beyond the estimate
                     extra_input = usage.input_tokens - input_tokens_estimate(inputs)
                     self.tokens.charge(usage.output_tokens + max(0, extra_input))
-            except (ValueError, ProtocolError) as e:  # garbled or truncated body: retry
+            # Garbled or truncated, or nested past the parser's depth limit: retry.
+            except (ValueError, RecursionError, ProtocolError) as e:
                 error_text = (
                     f"the endpoint answered with a malformed body ({truncate(str(e), 120)})"
                 )
@@ -280,5 +294,5 @@ class EndpointClient:
 def _json_or_none(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None

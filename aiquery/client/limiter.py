@@ -1,8 +1,12 @@
 """Flow control for one Spark task's requests to one endpoint.
 
-Three separate knobs with separate primitives, all created on the loop that uses them:
+Separate knobs with separate primitives, all created on the loop that uses them:
 - `AdaptiveConcurrency`: how many requests are in flight (AIMD: +1/limit per success,
-  x0.7 on a 429/503 or a latency spike, at most once per cooldown), under a ceiling;
+  x0.7 on a 429 or a latency spike, at most once per cooldown), under a ceiling;
+- `AdaptiveRate`: how many requests start per second, once the endpoint has said 429
+  (x0.7 of the measured send rate per 429, +5%/s while requests succeed). Concurrency
+  alone cannot slow a client down when the server refuses in a millisecond: one slot
+  turns over a thousand times a second, a 429 storm amplifier;
 - `RateBudget`: requests/min and tokens/min, leaky buckets that wait instead of refusing;
 - `CircuitBreaker`: stops a task that gets nothing but the same terminal error.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -85,6 +90,70 @@ class AdaptiveConcurrency:
         if now - self._last_decrease >= cooldown:
             self.limit = max(float(self.floor), self.limit * self.decrease)
             self._last_decrease = now
+
+
+class AdaptiveRate:
+    """Paces request starts after the endpoint throttles; unpaced until the first 429.
+
+    On a 429 (at most once per cooldown) the rate becomes 70% of what was really sent in
+    the last second, or of the current rate if lower; each success adds `growth` requests
+    per second, which is exponential growth of about `growth` x 100% per second. The rate
+    never grows past twice the measured send rate, so a long quiet spell cannot build up
+    a rate that would let a burst through at the next storm.
+    """
+
+    def __init__(
+        self,
+        *,
+        decrease: float = 0.7,
+        growth: float = 0.05,
+        floor: float = 0.5,
+        cooldown_s: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.rate: float | None = None  # requests per second; None: not pacing
+        self.decrease = decrease
+        self.growth = growth
+        self.floor = floor
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0  # the earliest start of the next request
+        self._sent: deque[float] = deque()  # start times within the last second
+        self._last_decrease = -1e9
+
+    def _measured(self, now: float) -> float:
+        while self._sent and self._sent[0] <= now - 1.0:
+            self._sent.popleft()
+        return float(len(self._sent))
+
+    async def wait(self) -> None:
+        """Wait for this request's turn, then count it as sent."""
+        if self.rate is not None:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + 1.0 / self.rate  # reserved before sleeping: FIFO spacing
+            if start > now:
+                await self._sleep(start - now)
+        now = self._clock()
+        self._measured(now)
+        self._sent.append(now)
+
+    def throttled(self) -> None:
+        now = self._clock()
+        if now - self._last_decrease < self.cooldown_s:
+            return  # the rest of the burst that overshot, answered together
+        self._last_decrease = now
+        sent = self._measured(now)
+        basis = sent if self.rate is None else min(self.rate, max(sent, self.floor))
+        self.rate = max(self.floor, basis * self.decrease)
+        self._next = max(self._next, now + 1.0 / self.rate)
+
+    def succeeded(self) -> None:
+        if self.rate is not None:
+            ceiling = max(self.floor, 2.0 * self._measured(self._clock()))
+            self.rate = min(max(self.rate, ceiling), self.rate + self.growth)
 
 
 class RateBudget:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-THROTTLE_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,12 @@ def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
 
 
 def _inputs(batch: pa.Array, custom: bool, endpoint: str) -> list[Any]:
-    values: list[Any] = batch.to_pylist()
+    try:
+        values: list[Any] = batch.to_pylist()
+    except UnicodeDecodeError:
+        # Spark strings may hold bytes that are not UTF-8 (CAST(X'FF' AS STRING)); JSON
+        # cannot carry them, so each invalid sequence is sent as U+FFFD, as a reader would.
+        values = _lenient_pylist(batch)
     for value in values:
         if value is None:
             continue
@@ -82,6 +87,25 @@ def _inputs(batch: pa.Array, custom: bool, endpoint: str) -> list[Any]:
                 f"Endpoint '{endpoint}' takes a STRING request; cast it or build the prompt with concat()."
             )
         break  # one batch has one type; checking the first non-null value is enough
+    return values
+
+
+def _lenient_pylist(array: pa.Array) -> list[Any]:
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        binary = pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary()
+        return [
+            None if b is None else b.decode("utf-8", "replace")
+            for b in array.view(binary).to_pylist()
+        ]
+    if pa.types.is_struct(array.type):
+        fields = [array.type.field(i).name for i in range(array.type.num_fields)]
+        columns = [_lenient_pylist(array.field(i)) for i in range(len(fields))]
+        valid = array.is_valid().to_pylist()
+        return [
+            dict(zip(fields, values, strict=True)) if ok else None
+            for ok, *values in zip(valid, *columns, strict=True)
+        ]
+    values: list[Any] = array.to_pylist()
     return values
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -206,3 +207,20 @@ def test_timeouts_are_retried(emulator: EmulatorServer, control: EmulatorControl
     )
     assert [r.value for r in results] == [f"t{i}." for i in range(20)]
     assert "hung" in control.stats()["databricks-gpt-5-4"]["statuses"]
+
+
+def test_a_bug_in_a_request_fails_the_task_instead_of_hanging_it(
+    emulator: EmulatorServer,
+) -> None:
+    ep = endpoint(emulator)
+    wire = wire_for(ep, {}, None)
+
+    def broken_decode(body: Any, inputs: Any) -> Any:
+        raise KeyError("a decoder bug")
+
+    wire = dataclasses.replace(wire, decode=broken_decode)
+    with (
+        BatchEngine(ep, wire, EngineSettings(concurrency=4), fail_fast=False) as engine,
+        pytest.raises(KeyError, match="a decoder bug"),
+    ):
+        list(engine.map([[f"row {i}" for i in range(20)]]))

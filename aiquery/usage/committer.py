@@ -71,6 +71,10 @@ class UsageCommitter:
         with self._lock:
             self._activate()
             files = spool_files(self.spool_dir)
+            # Decided before reading: a file is finished only if no writer can still append
+            # to it. Asked after reading, a writer that died in between would lose the
+            # lines it wrote in that window.
+            finished = [p for p in files if p.suffix == ".jsonl" or is_abandoned(p)]
             rows: dict[str, dict[str, Any]] = {}
             progress: dict[Path, tuple[int, Any]] = {}
             merged = 0
@@ -93,10 +97,9 @@ class UsageCommitter:
             if rows:
                 merged += self._merge_batch(rows)
             self._offsets.update(progress)
-            for path in files:
-                if path.suffix == ".jsonl" or is_abandoned(path):
-                    path.unlink(missing_ok=True)
-                    self._offsets.pop(path, None)
+            for path in finished:
+                path.unlink(missing_ok=True)
+                self._offsets.pop(path, None)
             return merged
 
     def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:

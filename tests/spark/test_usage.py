@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,10 +12,8 @@ from pathlib import Path
 import pytest
 
 import aiquery
-from aiquery.errors import ConfigError
 from aiquery.functions import ai_query
 from aiquery.serving.control import EmulatorControl
-from aiquery.serving.server import EmulatorServer
 from aiquery.usage.context import committer, flush, settings
 
 pytestmark = pytest.mark.spark
@@ -165,21 +161,6 @@ def test_request_tags_every_way(spark, workspace, prompts, control: EmulatorCont
     }
 
 
-@pytest.mark.parametrize(
-    "tags", ['["a"]', '{"team": 1}', "not json", json.dumps({f"k{i}": "v" for i in range(21)})]
-)
-def test_bad_request_tags_fail_before_any_request(
-    spark, workspace, prompts, control: EmulatorControl, tags: str
-) -> None:  # type: ignore[no-untyped-def]
-    spark.conf.set("aiquery.requestTags", tags)
-    try:
-        with pytest.raises(ConfigError, match="Databricks-Ai-Gateway-Request-Tags"):
-            aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-4', p) FROM prompts")
-    finally:
-        spark.conf.unset("aiquery.requestTags")
-    assert control.requests() == []
-
-
 def test_usage_table_reads_with_delta_rs_and_the_cli(
     spark, workspace, prompts, control: EmulatorControl, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -226,34 +207,3 @@ def usage_cli(*args: str) -> subprocess.CompletedProcess[str]:
             break
     assert done.returncode == 0, done.stderr[-2000:]
     return done
-
-
-def test_killed_python_worker_loses_and_duplicates_nothing(
-    emulator: EmulatorServer, tmp_path: Path
-) -> None:
-    """A separate Spark application (local[2,4] retries tasks) whose worker is SIGKILLed."""
-    env = {
-        **os.environ,
-        "DATABRICKS_HOST": emulator.url,
-        "DATABRICKS_TOKEN": emulator.token,
-        "AIQUERY_TEST_ADMIN": emulator.admin_token,
-        "AIQUERY_TEST_DIR": str(tmp_path),
-    }
-    done = subprocess.run(
-        [sys.executable, str(HERE / "kill_worker_job.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["killed"] >= 1  # the job really lost a worker mid-task
-    assert report["result_rows"] == report["expected_rows"]
-    assert report["usage_rows"] == report["server_requests"]
-    assert report["usage_ids_equal_server_ids"]
-    assert report["duplicate_ids"] == 0
-    # Every status the client saw is the one the server sent; requests in flight when the
-    # worker died are rows with a NULL status, at most one task's window of them.
-    assert report["mismatched"] == 0
-    assert report["unanswered"] <= 64

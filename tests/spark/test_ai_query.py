@@ -20,7 +20,6 @@ from pyspark.sql.types import (
 
 import aiquery
 from aiquery.endpoints import configure
-from aiquery.errors import AiQueryError
 from aiquery.functions import ai_query
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
@@ -209,77 +208,6 @@ def test_completions_endpoint(spark, workspace, texts, control: EmulatorControl)
         spark, "SELECT ai_query('my-completions', 'one two three') AS c FROM texts WHERE id = 0"
     ).collect()
     assert isinstance(rows[0].c, str) and "three" in rows[0].c
-
-
-@pytest.mark.parametrize(
-    ("call", "error_class", "needle"),
-    [
-        (
-            "ai_query('no-such-endpoint', text)",
-            "AI_FUNCTION_ENDPOINT_NOT_FOUND",
-            "Known endpoints: databricks-",
-        ),
-        ("ai_query(text, text)", "AI_FUNCTION_INVALID_ARGUMENT", "constant string"),
-        (
-            "ai_query('databricks-gpt-5-4', text, returnType => 'STRUCT<a INT')",
-            "AI_FUNCTION_INVALID_RETURN_TYPE",
-            "STRUCT<a INT",
-        ),
-        (
-            "ai_query('databricks-gpt-5-4', text, responseFormat => 'yaml')",
-            "AI_FUNCTION_UNSUPPORTED_RESPONSE_FORMAT",
-            "json_schema",
-        ),
-        (
-            "ai_query('databricks-gte-large-en', text, responseFormat => 'json_object')",
-            "AI_FUNCTION_UNSUPPORTED_RESPONSE_FORMAT",
-            "chat",
-        ),
-        (
-            "ai_query('databricks-gpt-5-4', text, modelParameters => named_struct('temperature', 5))",
-            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_PARAMETER_VALUE",
-            "0 to 2",
-        ),
-        (
-            "ai_query('databricks-gpt-5-4', text, modelParameters => named_struct('max_tokens', -3))",
-            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_PARAMETER_VALUE",
-            "positive",
-        ),
-        (
-            "ai_query('databricks-gpt-5-4', text, modelParameters => named_struct('messages', 'x'))",
-            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.FOUND_RESERVED_PARAMETER_NAME",
-            "messages",
-        ),
-        (
-            "ai_query('databricks-gpt-5-4', text, modelParameters => named_struct('colour', 'x'))",
-            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.UNKNOWN_PARAMETER_NAME",
-            "max_tokens",
-        ),
-        (
-            "ai_query('databricks-gpt-5-4', text, modelParameters => named_struct('max_tokens', id))",
-            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.NOT_A_CONSTANT_STRUCT",
-            "constant",
-        ),
-        (
-            "ai_query('databricks-gpt-5-4', text, temperature => 0.5)",
-            "UNRECOGNIZED_PARAMETER_NAME",
-            "modelParameters",
-        ),
-        (
-            "ai_query('databricks-gpt-5-4', text, failOnError => 'yes')",
-            "AI_FUNCTION_INVALID_ARGUMENT",
-            "true or false",
-        ),
-    ],
-)
-def test_analysis_errors_fail_before_any_request(
-    spark, workspace, texts, control: EmulatorControl, call: str, error_class: str, needle: str
-) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(AiQueryError) as caught:
-        aiquery.sql(spark, f"SELECT {call} FROM texts")
-    assert f"[{error_class}]" in str(caught.value)
-    assert needle in str(caught.value)
-    assert control.requests() == []
 
 
 def test_dataframe_api_types_and_arguments(spark, workspace, texts) -> None:  # type: ignore[no-untyped-def]

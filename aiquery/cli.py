@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiquery.errors import AiQueryError
+from aiquery.logs import ENV, LEVELS, setup
 from aiquery.serving.config import (
     LATENCY_DISTRIBUTIONS,
     OVERFLOW_POLICIES,
@@ -55,6 +56,12 @@ _FAULT_FLAGS: dict[str, tuple[str, type, str]] = {
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiquery", description="Databricks-style ai_query for Apache Spark."
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LEVELS,
+        help=f"aiquery's log output on stderr, in this process and its Spark tasks (also ${ENV})",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -283,7 +290,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.log_level:
+        os.environ[ENV] = args.log_level  # Spark's Python workers inherit it
     try:
+        setup(args.log_level)
         if args.command == "serve":
             return _serve(args)
         if args.command == "usage":

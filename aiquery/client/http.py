@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import uuid
@@ -25,6 +26,8 @@ from aiquery.endpoints import Endpoint
 from aiquery.errors import RequestError, truncate
 from aiquery.protocols.common import ProtocolError
 from aiquery.protocols.errors import read_error
+
+log = logging.getLogger("aiquery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,16 @@ class EndpointClient:
             ):
                 return outcome
             self.retries += 1
-            await self.sleep(retry_delay(self.policy, failures or attempt, delay_hint, self.rng))
+            delay = retry_delay(self.policy, failures or attempt, delay_hint, self.rng)
+            log.debug(
+                "aiquery: %s request %s attempt %d failed (%s); retrying in %.2f s",
+                self.endpoint.name,
+                request_id,
+                attempt,
+                answer.status or answer.failure or "unreadable answer",
+                delay,
+            )
+            await self.sleep(delay)
 
     async def _send(
         self, payload: bytes, estimate: int, request_id: str, attempt: int, rows: int
@@ -256,6 +268,10 @@ class EndpointClient:
             )
             error_text = f"{error_code}: {detail}" if error_code else detail
             retryable = is_retryable(answer.status)
+        token = self.endpoint.token.value if self.endpoint.token else ""
+        if error_text is not None and token:
+            # A proxy or a buggy server may echo the credential back in its message.
+            error_text = error_text.replace(token, "***")
         self.recorder.record(
             AttemptRecord(
                 request_id=request_id,

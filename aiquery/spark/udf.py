@@ -16,6 +16,7 @@ from pyspark.sql.pandas import functions as pandas_functions
 from pyspark.sql.types import DataType, StringType
 from pyspark.sql.udf import UserDefinedFunction
 
+from aiquery import logs
 from aiquery.client.engine import BatchEngine, RowResult
 from aiquery.client.wire import wire_for
 from aiquery.errors import InvalidArgumentError, ParseCastError, RequestError
@@ -48,6 +49,7 @@ def make_udf(spec: CallSpec) -> UserDefinedFunction:
 
 def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
     """Answer every row of every batch; the executor-side body of the UDF."""
+    logs.setup()
     wire = wire_for(spec.endpoint, spec.params, spec.request_tags)
     value_type = spec.value_type
     custom = spec.endpoint.task == CUSTOM

@@ -52,12 +52,30 @@ STORM_SECONDS = 15.0
 RESULTS = Path(__file__).parent / "results"
 
 
-def python_workers() -> list[int]:
-    """PIDs of forked PySpark workers (children of a pyspark.daemon process)."""
+def python_workers(root: int | None = None) -> list[int]:
+    """PIDs of forked PySpark workers (children of a pyspark.daemon) under process `root`.
+
+    Only this application's: another Spark application on the machine (a test session,
+    a second job) has workers too, and they are not ours to kill.
+    """
+    root = os.getpid() if root is None else root
     out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
     rows = [line.split(None, 2) for line in out.splitlines()[1:]]
+    parent = {int(pid): int(ppid) for pid, ppid, _ in rows}
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == root:
+                return True
+        return False
+
     daemons = {pid for pid, _, args in rows if "pyspark.daemon" in args}
-    return [int(pid) for pid, ppid, args in rows if ppid in daemons and "pyspark.daemon" in args]
+    return [
+        int(pid)
+        for pid, ppid, args in rows
+        if ppid in daemons and "pyspark.daemon" in args and descends(int(pid))
+    ]
 
 
 @dataclass

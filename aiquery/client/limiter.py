@@ -4,7 +4,7 @@ Separate knobs with separate primitives, all created on the loop that uses them:
 - `AdaptiveConcurrency`: how many requests are in flight (AIMD: +1/limit per success,
   x0.7 on a 429 or a latency spike, at most once per cooldown), under a ceiling;
 - `AdaptiveRate`: how many requests start per second, once the endpoint has said 429
-  (x0.7 of the measured send rate per 429, +5%/s while requests succeed). Concurrency
+  (x0.7 of the measured send rate per 429, cubic regrowth while requests succeed). Concurrency
   alone cannot slow a client down when the server refuses in a millisecond: one slot
   turns over a thousand times a second, a 429 storm amplifier;
 - `RateBudget`: requests/min and tokens/min, leaky buckets that wait instead of refusing;
@@ -96,17 +96,20 @@ class AdaptiveRate:
     """Paces request starts after the endpoint throttles; unpaced until the first 429.
 
     On a 429 (at most once per cooldown) the rate becomes 70% of what was really sent in
-    the last second, or of the current rate if lower; each success adds `growth` requests
-    per second, which is exponential growth of about `growth` x 100% per second. The rate
-    never grows past twice the measured send rate, so a long quiet spell cannot build up
-    a rate that would let a burst through at the next storm.
+    the last second, or of the current rate if lower. Between 429s it regrows along a
+    cubic curve in time (as TCP CUBIC and the AWS SDKs' adaptive retry mode do): back to
+    the rate of the last cut within K = cbrt(0.3 * rate / scale) seconds, flat near it
+    (where the limit probably is), then probing faster and faster beyond it. After a 429
+    storm that drove the rate to a trickle, it is back to full speed in seconds, not
+    minutes. It grows only as requests succeed, and never past twice the measured send
+    rate, so a quiet spell cannot build up a rate that would let a burst through.
     """
 
     def __init__(
         self,
         *,
         decrease: float = 0.7,
-        growth: float = 0.05,
+        scale: float = 0.4,  # requests/s per s^3
         floor: float = 0.5,
         cooldown_s: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
@@ -114,7 +117,7 @@ class AdaptiveRate:
     ) -> None:
         self.rate: float | None = None  # requests per second; None: not pacing
         self.decrease = decrease
-        self.growth = growth
+        self.scale = scale
         self.floor = floor
         self.cooldown_s = cooldown_s
         self._clock = clock
@@ -122,6 +125,8 @@ class AdaptiveRate:
         self._next = 0.0  # the earliest start of the next request
         self._sent: deque[float] = deque()  # start times within the last second
         self._last_decrease = -1e9
+        self._rate_at_cut = 0.0
+        self._k = 0.0  # seconds from a cut back to the rate at the cut
 
     def _measured(self, now: float) -> float:
         while self._sent and self._sent[0] <= now - 1.0:
@@ -146,14 +151,20 @@ class AdaptiveRate:
             return  # the rest of the burst that overshot, answered together
         self._last_decrease = now
         sent = self._measured(now)
-        basis = sent if self.rate is None else min(self.rate, max(sent, self.floor))
-        self.rate = max(self.floor, basis * self.decrease)
+        before = sent if self.rate is None else min(self.rate, max(sent, self.floor))
+        self._rate_at_cut = max(self.floor, before)
+        self.rate = max(self.floor, before * self.decrease)
+        self._k = (self._rate_at_cut * (1.0 - self.decrease) / self.scale) ** (1.0 / 3.0)
         self._next = max(self._next, now + 1.0 / self.rate)
 
     def succeeded(self) -> None:
-        if self.rate is not None:
-            ceiling = max(self.floor, 2.0 * self._measured(self._clock()))
-            self.rate = min(max(self.rate, ceiling), self.rate + self.growth)
+        if self.rate is None:
+            return
+        now = self._clock()
+        since = now - self._last_decrease - self._k
+        target = self._rate_at_cut + self.scale * since**3
+        ceiling = max(self._rate_at_cut, 2.0 * self._measured(now))
+        self.rate = max(self.rate, min(target, ceiling))
 
 
 class RateBudget:

@@ -1,4 +1,4 @@
-"""The adaptive request rate: unpaced until a 429, then 70% of what was sent, regrown slowly.
+"""The adaptive request rate: unpaced until a 429, then 70% of what was sent, regrown cubically.
 
 Driven by a fake clock whose sleep advances it, so nothing really waits.
 """
@@ -81,30 +81,50 @@ def test_a_429_storm_drives_the_rate_down_to_the_floor_not_to_zero() -> None:
     assert rate.rate == rate.floor
 
 
-def test_successes_grow_the_rate_back_exponentially() -> None:
-    rate, time = make()
-    send(rate, 100, 0.01, time)
-    rate.throttled()  # 70/s
-    before = rate.rate
-    assert before is not None
+def answer_for(rate: AdaptiveRate, time: FakeTime, seconds: float) -> None:
+    """Requests succeed back to back at the paced rate for `seconds`."""
 
     async def main() -> None:
-        for _ in range(700):  # ten seconds of answers at the paced rate
+        end = time.now + seconds
+        while time.now < end:
             await rate.wait()
             rate.succeeded()
 
     asyncio.run(main())
-    assert rate.rate is not None and rate.rate > 1.4 * before  # ~5% a second, compounded
 
 
-def test_the_rate_never_grows_past_twice_what_is_really_sent() -> None:
+def test_after_a_cut_the_rate_is_back_within_k_seconds_then_probes_beyond() -> None:
     rate, time = make()
-    send(rate, 100, 0.01, time)
+    send(rate, 100, 0.01, time)  # 100/s
+    rate.throttled()  # 70/s; K = cbrt(100 * 0.3 / 0.4) = 4.2 s
+    answer_for(rate, time, 2.0)
+    assert rate.rate is not None and 70 < rate.rate < 100  # concave: rising, below the cut
+    answer_for(rate, time, 2.5)
+    assert rate.rate == pytest.approx(100, rel=0.05)  # flat near the old rate
+    answer_for(rate, time, 4.0)
+    assert rate.rate > 110  # then probing past it
+
+
+def test_a_429_storm_is_recovered_from_in_seconds_not_minutes() -> None:
+    rate, time = make()
+    send(rate, 200, 0.005, time)  # 200/s
+    for _ in range(15):  # a storm cuts it to a trickle
+        rate.throttled()
+        time.now += rate.cooldown_s
+        send(rate, 1, 0.0, time)
+    assert rate.rate is not None and rate.rate < 2
+    answer_for(rate, time, 12.0)
+    assert rate.rate > 200
+
+
+def test_without_traffic_the_rate_never_probes_past_the_last_cut() -> None:
+    rate, time = make()
+    send(rate, 100, 0.01, time)  # ~100/s
     rate.throttled()
-    time.now += 10.0  # a quiet spell: nothing sent in the last second
+    time.now += 60.0  # a quiet spell: nothing sent in the last second
     for _ in range(10_000):
         rate.succeeded()
-    assert rate.rate is not None and rate.rate <= 70
+    assert rate.rate is not None and rate.rate <= 100  # not the ~70,000/s the curve says
 
 
 def test_without_a_429_success_changes_nothing() -> None:

@@ -88,6 +88,7 @@ def test_no_token_in_any_output_log_file_or_usage_row(
     assert "retrying in" in output, output[-3000:]
     assert "ArrowEvalPython" in output and "HTTP 401" in output and "wrong-token" in output
     assert "secrets" in output  # the request tag, printed from the usage rows
+    assert "throttled (429)" in output  # the progress line
     for token in (emulator.token, wrong):
         assert token not in output
         for path in tmp_path.rglob("*"):

@@ -292,6 +292,9 @@ def verify(
         ),
         "never_reached_server": len(never_arrived),
         "never_reached_with_a_status": sum(1 for u in never_arrived if u.status_code is not None),
+        "never_reached_by_error": dict(
+            Counter((u.error_message or "")[:60] for u in never_arrived).most_common(3)
+        ),
         "in_flight_when_task_died": len(unrecorded),
         "status_mismatches": len(mismatched) + len(answered_unseen),
     }
@@ -306,6 +309,7 @@ def print_report(report: dict[str, Any]) -> None:
         ("requests sent (usage rows)", report["requests_sent"]),
         ("requests received by the emulators", report["requests_received"]),
         ("  never reached the emulator (all without status)", report["never_reached_server"]),
+        ("    why", report["never_reached_by_error"]),
         ("  in flight when their task died", report["in_flight_when_task_died"]),
         ("emulator statuses", report["server_statuses"]),
         ("rows completed", report["rows_completed"]),

@@ -90,6 +90,14 @@ def scenario(spark: Any, control: EmulatorControl, name: str, endpoint: str) -> 
         "server_requests": len(log),
         "usage_rows": len(usage),
         "usage_ids_equal_server_ids": {u.request_id for u in usage} == set(server_status),
+        "server_ids_missing_from_usage": len(set(server_status) - {u.request_id for u in usage}),
+        # Recorded as started, then the worker died before the bytes left: a NULL-status
+        # "no answer recorded" row the server never saw. Recording after sending instead
+        # would lose requests that were sent; a possible request is counted, never lost.
+        "usage_only": sum(1 for u in usage if u.request_id not in server_status),
+        "usage_only_with_a_status": sum(
+            1 for u in usage if u.request_id not in server_status and u.status_code is not None
+        ),
         "duplicate_ids": len(usage) - len({u.request_id for u in usage}),
         # A request in flight when its worker died reached the server, but its task never
         # saw the answer: its usage row has a NULL status ("no answer recorded").

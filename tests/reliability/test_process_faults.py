@@ -54,9 +54,12 @@ def reports(
 def assert_nothing_lost_or_doubled(report: dict[str, Any]) -> None:
     assert report["result_rows"] == report["result_ids"] == report["expected_rows"]
     assert report["answered_rows"] >= report["expected_rows"] - 5  # 5% 500s, 6 attempts each
-    assert report["usage_rows"] == report["server_requests"]
-    assert report["usage_ids_equal_server_ids"]
+    assert report["server_ids_missing_from_usage"] == 0
     assert report["duplicate_ids"] == 0
+    # Usage rows the server never saw are requests a dying worker had recorded as started
+    # but not yet sent: all without a status.
+    assert report["usage_only_with_a_status"] == 0
+    assert report["usage_rows"] == report["server_requests"] + report["usage_only"]
     assert report["mismatched"] == 0  # every status the client saw is the one the server sent
 
 
@@ -66,7 +69,7 @@ def test_a_killed_python_worker_loses_and_duplicates_nothing(reports: dict[str, 
     assert report["task_attempts"] == ["0", "1"]  # Spark retried the task
     assert_nothing_lost_or_doubled(report)
     # Requests in flight when the worker died: at most one task's window of them.
-    assert report["unanswered"] <= 64
+    assert report["unanswered"] <= 64 and report["usage_only"] <= 64
 
 
 def test_an_executor_exception_after_the_requests_loses_and_duplicates_nothing(
@@ -77,7 +80,8 @@ def test_an_executor_exception_after_the_requests_loses_and_duplicates_nothing(
     assert_nothing_lost_or_doubled(report)
     # Both attempts of each task sent their rows, and both were recorded.
     assert report["server_requests"] >= 2 * report["expected_rows"] * 0.9
-    assert report["unanswered"] == 0
+    # The failed attempt's worker may exit with requests still in flight.
+    assert report["unanswered"] <= 64 and report["usage_only"] <= 64
 
 
 def test_a_spool_writer_that_dies_during_a_flush_loses_no_lines(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -113,7 +113,7 @@ class Chaos:
         with self.lock:
             old = self.server
             self.server = old.restarted()
-            self.logs.append([_as_dict(e) for e in old.emulator.log.entries])
+            self.logs.append(old.emulator.log.snapshot())
             self._configure(storm=False)
         self.events["restarts"] += 1
 
@@ -155,12 +155,8 @@ class Chaos:
         with self.lock:
             self.server.stop()
             self.control.close()
-            self.logs.append([_as_dict(e) for e in self.server.emulator.log.entries])
+            self.logs.append(self.server.emulator.log.snapshot())
         return [entry for log in self.logs for entry in log]
-
-
-def _as_dict(entry: Any) -> dict[str, Any]:
-    return {"request_id": entry.request_id, "status": entry.status, "endpoint": entry.endpoint}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -206,7 +206,7 @@ def test_the_emulator_restarted_mid_job_loses_nothing(spark, rows) -> None:  # t
         first, server = server, server.restarted()  # in-flight requests are cut off
         control.set_faults(SERVED, **faults)
         thread.join(timeout=300)
-        before = [_entry(e) for e in first.emulator.log.entries]
+        before = first.emulator.log.snapshot(SERVED)
         after = control.requests(SERVED)
     finally:
         control.close()
@@ -221,7 +221,3 @@ def test_the_emulator_restarted_mid_job_loses_nothing(spark, rows) -> None:  # t
     usage = assert_usage_matches_the_server(spark, before + after, endpoint="redeployed")
     felt = [u for u in usage if u.status_code is None]
     assert felt, "no request was cut off or refused: the restart was not felt"
-
-
-def _entry(e: Any) -> dict[str, Any]:
-    return {"request_id": e.request_id, "status": e.status, "fault": e.fault}

@@ -4,14 +4,15 @@ import aiquery
 aiquery.register(spark)                      # ai_query(endpoint, request) in spark.sql
 aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-4', text, failOnError => false) FROM t")
 from aiquery.functions import ai_query       # the DataFrame API
-aiquery.configure(endpoints={...})           # endpoints from Python (see aiquery.endpoints)
+aiquery.configure(endpoints={...})           # endpoints from Python (see aiquery.endpoints.registry)
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from aiquery.version import __version__
+
 __all__ = [
     "AiQueryError",
     "RequestError",
@@ -24,20 +25,20 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from aiquery.endpoints import configure
+    from aiquery.endpoints.registry import configure
     from aiquery.errors import AiQueryError, RequestError
-    from aiquery.monitor import progress
     from aiquery.spark.sql import register, sql
-    from aiquery.usage.context import flush as flush_usage
+    from aiquery.usage.driver.committer import flush as flush_usage
+    from aiquery.usage.driver.progress import progress
 
 _LAZY = {
-    "configure": "aiquery.endpoints",
+    "configure": "aiquery.endpoints.registry",
     "AiQueryError": "aiquery.errors",
     "RequestError": "aiquery.errors",
     "register": "aiquery.spark.sql",
     "sql": "aiquery.spark.sql",
-    "progress": "aiquery.monitor",
-    "flush_usage": "aiquery.usage.context",
+    "progress": "aiquery.usage.driver.progress",
+    "flush_usage": "aiquery.usage.driver.committer",
 }
 
 

@@ -46,5 +46,5 @@ def ai_query(
         request_tags=requestTags,
     )
     column = F.col(request) if isinstance(request, str) else request
-    result: Column = make_udf(spec)(column)
+    result: Column = make_udf(spark, spec)(column)
     return result

@@ -162,8 +162,8 @@ class Chaos:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import aiquery
     from aiquery.spark.session import local_session
-    from aiquery.usage.context import flush
-    from aiquery.usage.spool import NO_ANSWER
+    from aiquery.usage.driver.committer import flush
+    from aiquery.usage.record import NO_ANSWER
 
     chaos = Chaos(args.restart_every, args.kill_every, args.storm_every, args.seed)
     chaos.start()

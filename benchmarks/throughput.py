@@ -496,11 +496,12 @@ def usage_latencies(spark: Any, endpoint: str, since: float, until: float) -> li
     """latency_ms of the successful requests aiquery recorded between `since` and `until`."""
     from deltalake import DeltaTable
 
-    from aiquery.usage.context import flush, settings
+    from aiquery.usage.driver.committer import flush
+    from aiquery.usage.driver.settings import usage_settings
 
     flush(spark)
     columns = ["event_time", "endpoint_name", "status_code", "latency_ms"]
-    rows = DeltaTable(settings(spark)[1]).to_pyarrow_table(columns=columns).to_pylist()
+    rows = DeltaTable(usage_settings(spark).location).to_pyarrow_table(columns=columns).to_pylist()
 
     def when(row: dict[str, Any]) -> float:
         sent = row["event_time"]
@@ -707,7 +708,7 @@ class Bench:
         for label, rows in zip(
             ("aiquery_small", "aiquery_large"), self.plan.memory_rows, strict=False
         ):
-            from aiquery.usage.context import flush
+            from aiquery.usage.driver.committer import flush
 
             self.emulator.configure(CHAT, self.plan.memory_latency_ms)
             began, view = time.perf_counter(), self.view(rows)
@@ -732,7 +733,7 @@ class Bench:
         run_aiquery(self.spark, self.view(4 * CONCURRENCY), CHAT, usage=True)
         run_naive(self.spark, self.view(2 * TASKS), em.url, em.token, CHAT)
         if self.plan.usage_latency:
-            from aiquery.usage.context import flush
+            from aiquery.usage.driver.committer import flush
 
             flush(self.spark)
 
@@ -846,7 +847,7 @@ def print_report(
 
 
 def run(plan: Plan, workloads: str, systems: set[str]) -> dict[str, Any]:
-    from aiquery.endpoints import reset_configuration
+    from aiquery.endpoints.registry import reset_configuration
     from aiquery.spark.session import local_session
 
     scratch = Path(tempfile.mkdtemp(prefix="aiquery-bench-"))

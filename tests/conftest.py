@@ -41,7 +41,7 @@ def workspace(
     emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[EmulatorServer]:
     """Route the databricks-* names to the test emulator, as DATABRICKS_HOST/TOKEN would."""
-    from aiquery.endpoints import reset_configuration
+    from aiquery.endpoints.registry import reset_configuration
 
     monkeypatch.setenv("DATABRICKS_HOST", emulator.url)
     monkeypatch.setenv("DATABRICKS_TOKEN", emulator.token)

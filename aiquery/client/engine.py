@@ -17,18 +17,17 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-import aiohttp
-
 from aiquery.client.http import EndpointClient, Outcome, Recorder
 from aiquery.client.limiter import AdaptiveConcurrency, CircuitBreaker, RateBudget
 from aiquery.client.retry import RetryPolicy
+from aiquery.client.transport import AiohttpTransport, Transport
 from aiquery.client.wire import Wire
-from aiquery.endpoints import Endpoint
+from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import RequestError
 
 # Rough payload budget per batched request (the hard 4 MB limit is checked when encoding).
@@ -97,12 +96,14 @@ class BatchEngine:
         *,
         fail_fast: bool,
         recorder: Recorder | None = None,
+        transport: Callable[[int], Transport] = AiohttpTransport,
     ) -> None:
         self.endpoint = endpoint
         self.wire = wire
         self.settings = settings
         self.fail_fast = fail_fast
         self.recorder = recorder
+        self._transport = transport  # built on the engine's loop, with the connection limit
         ceiling = settings.concurrency
         if endpoint.max_concurrency:
             ceiling = min(ceiling, max(1, endpoint.max_concurrency // settings.parallelism))
@@ -131,14 +132,12 @@ class BatchEngine:
         self.close()
 
     async def _open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.ceiling, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector)
         split = self.settings.parallelism
         rpm, tpm = self.endpoint.requests_per_minute, self.endpoint.tokens_per_minute
         self.client = EndpointClient(
             self.endpoint,
             self.wire,
-            session,
+            self._transport(self.ceiling),
             concurrency=AdaptiveConcurrency(self.ceiling),
             policy=self.settings.policy,
             breaker=CircuitBreaker(self.settings.breaker_threshold),
@@ -159,7 +158,7 @@ class BatchEngine:
         async def shutdown() -> None:
             await asyncio.gather(*self._workers, return_exceptions=True)
             if self.client is not None:
-                await self.client.session.close()
+                await self.client.transport.close()
 
         try:
             self._loop.run_until_complete(shutdown())

@@ -1,4 +1,8 @@
-"""One endpoint's requests from one Spark task: send, classify, retry, record every attempt."""
+"""One endpoint's requests from one Spark task: send, classify, retry, record every attempt.
+
+The network is behind an injected `Transport` (`aiquery.client.transport`), and sleeping
+behind an injected `sleep`, so every retry path is unit-tested without sockets or Spark.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
-
 from aiquery.client.limiter import AdaptiveConcurrency, AdaptiveRate, CircuitBreaker, RateBudget
 from aiquery.client.retry import (
     RetryPolicy,
@@ -21,52 +23,38 @@ from aiquery.client.retry import (
     retry_after_s,
     retry_delay,
 )
+from aiquery.client.transport import (
+    Request,
+    Transport,
+    TransportConnectionError,
+    TransportTimeoutError,
+)
 from aiquery.client.wire import Wire, input_tokens_estimate, jsonable
-from aiquery.endpoints import Endpoint
+from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import RequestError, truncate
-from aiquery.protocols.common import ProtocolError
+from aiquery.protocols.common import REQUEST_ID_HEADER, ProtocolError
 from aiquery.protocols.errors import read_error
+from aiquery.usage.record import Attempt
 
 log = logging.getLogger("aiquery")
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One HTTP request attempt, as the usage table records it."""
-
-    request_id: str
-    endpoint: str
-    api_type: str
-    url: str
-    started_at: float  # epoch seconds
-    attempt: int
-    rows: int
-    status: int | None  # None: no HTTP answer (timeout, connection error)
-    latency_ms: int
-    ttfb_ms: int | None  # until the response headers arrived
-    server_request_id: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    tokens_estimated: bool
-    error: str | None
-
-
 class Recorder(Protocol):
-    """Where attempts are recorded: `started` just before a request is sent, `record` after.
+    """Where attempts are recorded: `started` just before a request is sent, `finished` after.
 
-    A request whose `started` has no `record` (the task died) still counts as sent.
+    A request whose `started` has no `finished` (the task died) still counts as sent.
     """
 
-    def started(self, request_id: str, started_at: float, attempt: int, rows: int) -> None: ...
+    def started(self, attempt: Attempt) -> None: ...
 
-    def record(self, attempt: AttemptRecord) -> None: ...
+    def finished(self, attempt: Attempt) -> None: ...
 
 
 class NullRecorder:
-    def started(self, request_id: str, started_at: float, attempt: int, rows: int) -> None:
+    def started(self, attempt: Attempt) -> None:
         return None
 
-    def record(self, attempt: AttemptRecord) -> None:
+    def finished(self, attempt: Attempt) -> None:
         return None
 
 
@@ -78,7 +66,7 @@ class Outcome:
     error: RequestError | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Answer:
     status: int | None
     headers: Mapping[str, str]
@@ -92,7 +80,7 @@ class EndpointClient:
         self,
         endpoint: Endpoint,
         wire: Wire,
-        session: aiohttp.ClientSession,
+        transport: Transport,
         *,
         concurrency: AdaptiveConcurrency,
         policy: RetryPolicy,
@@ -103,10 +91,11 @@ class EndpointClient:
         recorder: Recorder | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoint = endpoint
         self.wire = wire
-        self.session = session
+        self.transport = transport
         self.concurrency = concurrency
         self.policy = policy
         self.breaker = breaker
@@ -116,8 +105,8 @@ class EndpointClient:
         self.recorder = recorder or NullRecorder()
         self.rng = rng or random.Random()
         self.sleep = sleep
+        self.clock = clock  # wall time: event times, and HTTP-date Retry-After
         self.retries = 0
-        self.timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
 
     def _error(
         self,
@@ -193,9 +182,9 @@ class EndpointClient:
             if self.tokens is not None:
                 await self.tokens.take(estimate)
             await self.pacing.wait()
-            started_at, started = time.time(), time.monotonic()
-            self.recorder.started(request_id, started_at, attempt, rows)
-            answer = await self._post(payload, request_id, started)
+            started_at, started = self.clock(), time.monotonic()
+            self.recorder.started(Attempt(request_id, started_at, attempt, rows))
+            answer = await self._post(payload, request_id)
             latency_s = time.monotonic() - started
             # Only a 429 says "too fast". Random 503s, hangs and resets are retried with
             # backoff, but slowing every request down for them would not help the endpoint
@@ -209,19 +198,16 @@ class EndpointClient:
         finally:
             await self.concurrency.release(throttled=throttled, latency_s=latency_s)
 
-    async def _post(self, payload: bytes, request_id: str, started: float) -> _Answer:
-        headers = {**self.wire.headers, "x-request-id": request_id}
+    async def _post(self, payload: bytes, request_id: str) -> _Answer:
+        headers = {**self.wire.headers, REQUEST_ID_HEADER: request_id}
+        request = Request(self.wire.url, headers, payload, self.endpoint.timeout_s)
         try:
-            async with self.session.post(
-                self.wire.url, data=payload, headers=headers, timeout=self.timeout
-            ) as response:
-                ttfb = time.monotonic() - started
-                body = await response.read()
-                return _Answer(response.status, response.headers, body, None, ttfb)
-        except TimeoutError:
+            response = await self.transport.send(request)
+        except TransportTimeoutError:
             return _Answer(None, {}, b"", "timeout")
-        except aiohttp.ClientError as e:
-            return _Answer(None, {}, b"", f"connection error ({type(e).__name__})")
+        except TransportConnectionError as e:
+            return _Answer(None, {}, b"", f"connection error ({e})")
+        return _Answer(response.status, response.headers, response.body, None, response.ttfb_s)
 
     def _interpret(
         self,
@@ -233,7 +219,7 @@ class EndpointClient:
         request_id: str,
     ) -> tuple[Outcome, bool, float | None]:
         """(outcome of this attempt, retryable, server-requested delay), recording the attempt."""
-        server_id = answer.headers.get("x-request-id") or answer.headers.get(
+        server_id = answer.headers.get(REQUEST_ID_HEADER) or answer.headers.get(
             "x-databricks-request-id"
         )
         usage = None
@@ -272,23 +258,22 @@ class EndpointClient:
         if error_text is not None and token:
             # A proxy or a buggy server may echo the credential back in its message.
             error_text = error_text.replace(token, "***")
-        self.recorder.record(
-            AttemptRecord(
+        self.recorder.finished(
+            Attempt(
                 request_id=request_id,
-                endpoint=self.endpoint.name,
-                api_type=self.wire.api_type,
-                url=self.wire.url,
-                started_at=started_at,
+                event_time=started_at,
                 attempt=attempt,
                 rows=len(inputs),
-                status=answer.status,
+                status_code=answer.status,
                 latency_ms=round(latency_s * 1000),
-                ttfb_ms=round(answer.ttfb_s * 1000) if answer.ttfb_s is not None else None,
-                server_request_id=server_id,
+                time_to_first_byte_ms=(
+                    round(answer.ttfb_s * 1000) if answer.ttfb_s is not None else None
+                ),
+                routing_information=server_id,
                 input_tokens=usage.input_tokens if usage else None,
                 output_tokens=usage.output_tokens if usage else None,
                 tokens_estimated=bool(usage and usage.estimated),
-                error=error_text,
+                error_message=error_text,
             )
         )
         if outcome is not None:
@@ -303,7 +288,7 @@ class EndpointClient:
         )
         if not retryable and answer.status is not None:
             self.breaker.terminal_failure(answer.status, error_code or "", error)
-        delay = retry_after_s(answer.headers) if retryable else None
+        delay = retry_after_s(answer.headers, now=self.clock()) if retryable else None
         return Outcome(None, error), retryable, delay
 
 

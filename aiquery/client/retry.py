@@ -2,15 +2,18 @@
 
 Retryable: 408, 429, 500, 502, 503, 504, connection errors, timeouts and unparseable
 responses. Terminal: every other status (400, 401, 403, 404, 413, context length, ...).
-The delay honours the server's `retry-after-ms` / `Retry-After` (capped), else capped
+The delay honours the server's `retry-after-ms` / `Retry-After` (seconds or an HTTP date;
+capped), else capped
 exponential backoff with full jitter, so a crowd of retrying tasks spreads out.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -37,20 +40,34 @@ def is_retryable(status: int | None) -> bool:
     return status is None or status in RETRYABLE_STATUSES
 
 
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """The server's requested delay: `retry-after-ms` (precise) or `Retry-After` seconds."""
+def retry_after_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """The server's requested delay: `retry-after-ms` (precise), or `Retry-After` in seconds
+    or as an HTTP date (RFC 9110), counted from `now` (epoch seconds; default the clock)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = lowered.get(name)
         if value is None:
             continue
         try:
-            seconds = float(value) * scale
+            seconds: float | None = float(value) * scale
         except ValueError:
-            continue  # an HTTP-date Retry-After: fall back to backoff
-        if seconds >= 0:
+            is_date = name == "retry-after"
+            seconds = (
+                _seconds_until(value, time.time() if now is None else now) if is_date else None
+            )
+        if seconds is not None and seconds >= 0:  # NaN fails this too
             return seconds
     return None
+
+
+def _seconds_until(http_date: str, now: float) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a date without a zone is read as such
+        return None
+    return max(0.0, when.timestamp() - now)
 
 
 def retry_delay(

@@ -1,8 +1,11 @@
-"""Where a request goes and what it looks like, per endpoint protocol and task.
+"""Where a request goes and what it looks like: an endpoint looked up in the protocol table.
 
 A `Wire` turns the inputs of one HTTP request (one prompt, or many texts for embeddings,
-or many records for a custom model) into (url, body) and the response body back into one
-output per input, using the same `aiquery.protocols` codecs the emulator serves with.
+or many records for a custom model) into a body, and the response body back into one
+output per input. The URL, `api_type`, auth header and codecs come from the endpoint's row
+of `aiquery.protocols.table`, the same row the emulator serves; what ai_query makes of
+each task (one user message per prompt, the first of `n` completions, estimates for
+unreported token counts) is the per-task part below.
 
 The wire carries only text that UTF-8 can encode. A Python string can hold a lone
 surrogate, and so can a JSON answer (`"\\ud800"`), but neither a request payload nor an
@@ -19,25 +22,30 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiquery import __version__
-from aiquery.endpoints import Endpoint
+from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import ConfigError
-from aiquery.protocols import anthropic, gemini, serving
-from aiquery.protocols import openai as oai
 from aiquery.protocols.common import (
+    BATCHED_TASKS,
     CHAT,
     COMPLETIONS,
     CUSTOM,
     EMBEDDINGS,
     ChatRequest,
+    ChatResult,
     CompletionRequest,
+    CompletionResult,
+    CustomRequest,
+    CustomResult,
     EmbeddingRequest,
+    EmbeddingResult,
     Message,
     ProtocolError,
     Usage,
     estimate_tokens,
 )
+from aiquery.protocols.table import protocol
 from aiquery.protocols.tags import TAGS_HEADER, encode_request_tags
+from aiquery.version import __version__
 
 USER_AGENT = f"aiquery/{__version__}"
 
@@ -59,112 +67,51 @@ def wire_for(
     endpoint: Endpoint, params: Mapping[str, Any], request_tags: Mapping[str, str] | None = None
 ) -> Wire:
     """The wire format for calling `endpoint` with generation `params` (modelParameters etc.)."""
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-    token = endpoint.token.value if endpoint.token else None
-    if token:
-        if endpoint.protocol == "anthropic":
-            headers["x-api-key"] = token
-        elif endpoint.protocol == "gemini":
-            headers["x-goog-api-key"] = token
-        else:
-            headers["Authorization"] = f"Bearer {token}"
-    if endpoint.protocol == "anthropic":
-        headers["anthropic-version"] = "2023-06-01"
+    spoken = protocol(endpoint.protocol)
+    operation = spoken.operation(endpoint.task)
+    if operation is None:  # configuration refuses this pair; a hand-built Endpoint may not
+        raise ConfigError(
+            f"endpoint '{endpoint.name}': protocol {endpoint.protocol} does not serve task {endpoint.task}"
+        )
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **spoken.headers}
+    if endpoint.token:
+        headers.update(spoken.auth[0].headers(endpoint.token.value))
     if request_tags:
         headers[TAGS_HEADER] = encode_request_tags(request_tags)
-    url, api_type, encode, decode, batched = _route(endpoint, dict(params))
-    return Wire(url, api_type, headers, encode, decode, batched)
+    task = _TASKS[endpoint.task]
+    model, fixed = endpoint.model, dict(params)
 
+    def encode(inputs: Sequence[Any]) -> dict[str, Any]:
+        return operation.encode_request(task.request(inputs, model, fixed))
 
-def _route(endpoint: Endpoint, params: dict[str, Any]) -> tuple[str, str, Encode, Decode, bool]:
-    base, model, task, protocol = (
-        endpoint.base_url,
-        endpoint.model,
-        endpoint.task,
-        endpoint.protocol,
+    def decode(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
+        return task.outputs(operation.decode_response(body, len(inputs)), inputs)
+
+    return Wire(
+        spoken.url(endpoint.base_url, operation, model),
+        spoken.api_type(operation),
+        headers,
+        encode,
+        decode,
+        endpoint.task in BATCHED_TASKS,
     )
 
-    def chat(inputs: Sequence[Any]) -> ChatRequest:
-        return ChatRequest((Message("user", _utf8(inputs[0])),), model, params)
 
-    def decode_chat(parse: Callable[[Any], Any]) -> Decode:
-        def decode(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
-            result = parse(body)
-            text = _utf8(result.text)
-            return [text], _with_estimate(result.usage, inputs[0], text)
-
-        return decode
-
-    if protocol in ("databricks", "openai"):
-        # Both speak the OpenAI bodies; Databricks invocations name the model in the URL.
-        with_model = protocol == "openai"
-        shaped: dict[str, tuple[str, Encode, Decode, bool]] = {
-            CHAT: (
-                "chat/completions",
-                lambda i: oai.encode_chat_request(chat(i), with_model=with_model),
-                decode_chat(oai.decode_chat_response),
-                False,
-            ),
-            COMPLETIONS: (
-                "completions",
-                lambda i: oai.encode_completion_request(
-                    CompletionRequest(tuple(map(_utf8, i)), model, params), with_model=with_model
-                ),
-                _decode_completions,
-                False,
-            ),
-            EMBEDDINGS: (
-                "embeddings",
-                lambda i: oai.encode_embedding_request(
-                    EmbeddingRequest(tuple(map(_utf8, i)), model), with_model=with_model
-                ),
-                _decode_embeddings,
-                True,
-            ),
-        }
-        if protocol == "databricks":
-            url = f"{base}/serving-endpoints/{model}/invocations"
-            if task == CUSTOM:
-                return (
-                    url,
-                    "serving-endpoints/invocations",
-                    lambda i: serving.encode_request([_utf8_json(r) for r in i]),
-                    _decode_custom,
-                    True,
-                )
-            _, encode, decode, batched = shaped[task]
-            return (url, "serving-endpoints/invocations", encode, decode, batched)
-        if task in shaped:
-            path, encode, decode, batched = shaped[task]
-            return (f"{base}/{path}", f"openai/v1/{path}", encode, decode, batched)
-    if protocol == "anthropic" and task == CHAT:
-        return (
-            f"{base}/v1/messages",
-            "anthropic/v1/messages",
-            lambda i: anthropic.encode_request(chat(i)),
-            decode_chat(anthropic.decode_response),
-            False,
-        )
-    if protocol == "gemini" and task == CHAT:
-        return (
-            f"{base}/v1beta/models/{model}:generateContent",
-            "gemini/v1beta/generateContent",
-            lambda i: gemini.encode_request(chat(i)),
-            decode_chat(gemini.decode_response),
-            False,
-        )
-    raise ConfigError(f"endpoint '{endpoint.name}': protocol {protocol} does not serve task {task}")
+# --- what ai_query sends and keeps, per task ---------------------------------------------
 
 
-def _with_estimate(usage: Usage, prompt: str, answer: str) -> Usage:
-    """Fill counts a server did not report with Databricks' estimate, marked as estimated."""
-    if not usage.estimated:
-        return usage
-    return Usage(estimate_tokens(prompt), estimate_tokens(answer), estimated=True)
+@dataclass(frozen=True, slots=True)
+class _Task:
+    request: Callable[[Sequence[Any], str, Mapping[str, Any]], Any]
+    outputs: Callable[[Any, Sequence[Any]], tuple[list[Any], Usage]]
 
 
-def _decode_completions(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
-    result = oai.decode_completion_response(body)
+def _chat_outputs(result: ChatResult, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
+    text = _utf8(result.text)
+    return [text], _with_estimate(result.usage, inputs[0], text)
+
+
+def _completion_outputs(result: CompletionResult, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
     count = len(result.texts)
     if not count or count % len(inputs):
         raise ProtocolError(f"expected {len(inputs)} completions, the response has {count}")
@@ -173,17 +120,42 @@ def _decode_completions(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Us
     return texts, _with_estimate(result.usage, "".join(inputs), "".join(texts))
 
 
-def _decode_embeddings(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
-    result = oai.decode_embedding_response(body, expected=len(inputs))
+def _embedding_outputs(result: EmbeddingResult, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
     usage = result.usage
     if usage.estimated:
         usage = Usage(sum(estimate_tokens(t) for t in inputs), 0, estimated=True)
     return list(result.vectors), usage
 
 
-def _decode_custom(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
-    predictions = serving.decode_response(body, expected=len(inputs))
-    return _utf8_json(predictions), Usage(0, 0, estimated=True)
+def _custom_outputs(result: CustomResult, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
+    return _utf8_json(list(result.predictions)), Usage(0, 0, estimated=True)
+
+
+_TASKS: dict[str, _Task] = {
+    CHAT: _Task(
+        lambda i, model, params: ChatRequest((Message("user", _utf8(i[0])),), model, params),
+        _chat_outputs,
+    ),
+    COMPLETIONS: _Task(
+        lambda i, model, params: CompletionRequest(tuple(map(_utf8, i)), model, params),
+        _completion_outputs,
+    ),
+    EMBEDDINGS: _Task(
+        lambda i, model, params: EmbeddingRequest(tuple(map(_utf8, i)), model),
+        _embedding_outputs,
+    ),
+    CUSTOM: _Task(
+        lambda i, model, params: CustomRequest(tuple(_utf8_json(r) for r in i)),
+        _custom_outputs,
+    ),
+}
+
+
+def _with_estimate(usage: Usage, prompt: str, answer: str) -> Usage:
+    """Fill counts a server did not report with Databricks' estimate, marked as estimated."""
+    if not usage.estimated:
+        return usage
+    return Usage(estimate_tokens(prompt), estimate_tokens(answer), estimated=True)
 
 
 def _utf8(text: str) -> str:

@@ -10,10 +10,8 @@ from aiquery.protocols.common import (
     ChatResult,
     Message,
     ProtocolError,
-    Usage,
     as_object,
-    estimate_tokens,
-    reported_usage,
+    reported_or_estimated,
     require,
     text_of_content,
 )
@@ -93,12 +91,7 @@ def decode_response(raw: Any) -> ChatResult:
     content = require(body, "content", list, "the response body")
     text = text_of_content(content, "content")
     usage = body.get("usage")
-    counted = (
-        reported_usage(usage.get("input_tokens"), usage.get("output_tokens"))
-        if isinstance(usage, Mapping)
-        else None
-    )
-    if counted is None:
-        counted = Usage(0, estimate_tokens(text), estimated=True)
+    usage = usage if isinstance(usage, Mapping) else {}
+    counted = reported_or_estimated(usage.get("input_tokens"), usage.get("output_tokens"), text)
     finish = "length" if body.get("stop_reason") == "max_tokens" else "stop"
     return ChatResult(text, finish, counted, request_id=body.get("id"))

@@ -1,6 +1,6 @@
 """Protocol-neutral request and result shapes shared by the client and the emulator.
 
-Every API flavour (Databricks serving invocations, OpenAI chat/embeddings/responses,
+Every protocol (Databricks serving invocations, OpenAI chat/embeddings/responses,
 Anthropic messages, Gemini generateContent) converts its JSON bodies to and from
 these few dataclasses, so the client and the emulator speak through one definition
 of each wire format and cannot drift apart.
@@ -18,10 +18,21 @@ COMPLETIONS = "llm/v1/completions"
 EMBEDDINGS = "llm/v1/embeddings"
 CUSTOM = "custom"
 TASKS = (CHAT, COMPLETIONS, EMBEDDINGS, CUSTOM)
+# Tasks whose requests carry many inputs (table rows) at once.
+BATCHED_TASKS = frozenset({EMBEDDINGS, CUSTOM})
+# Databricks' request payload limits: 16 MB for custom models, 4 MB for everything else.
+MB = 1024 * 1024
+# The client's own id for a request; servers that keep it make both sides' logs match.
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def payload_limit(task: str) -> int:
+    """The largest request body, in bytes, an endpoint of `task` accepts."""
+    return (16 if task == CUSTOM else 4) * MB
 
 
 class ProtocolError(ValueError):
-    """A body does not have the shape its API flavour requires.
+    """A body does not have the shape its protocol requires.
 
     On the emulator this becomes a 400 `INVALID_PARAMETER_VALUE`; on the client an
     unparseable response. The message names the offending field, never its content.
@@ -55,7 +66,7 @@ class ChatRequest:
     messages: tuple[Message, ...]
     model: str | None = None
     # Pass-through generation parameters (max_tokens, temperature, response_format, ...),
-    # named as in the OpenAI chat API; each flavour renames what it must.
+    # named as in the OpenAI chat API; each protocol renames what it must.
     params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -76,6 +87,9 @@ class ChatResult:
     usage: Usage
     model: str | None = None
     request_id: str | None = None
+    # Reasoning models (gpt-oss) answer OpenAI-shaped chat with content blocks: this
+    # reasoning summary, then the text. None: content is the plain text.
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +105,7 @@ class CompletionResult:
     finish_reasons: tuple[str, ...]
     usage: Usage
     model: str | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +120,19 @@ class EmbeddingResult:
     vectors: tuple[tuple[float, ...], ...]
     usage: Usage
     model: str | None = None
+    encoding_format: str = "float"  # as the request asked
+
+
+@dataclass(frozen=True, slots=True)
+class CustomRequest:
+    """Input records of a custom model (one per table row), field name → value."""
+
+    records: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomResult:
+    predictions: tuple[Any, ...]  # one per record
 
 
 def token_count(value: Any) -> int | None:
@@ -125,6 +153,13 @@ def reported_usage(input_tokens: Any, output_tokens: Any) -> Usage | None:
     if counted_in is None or counted_out is None:
         return None
     return Usage(counted_in, counted_out)
+
+
+def reported_or_estimated(input_tokens: Any, output_tokens: Any, answer: str) -> Usage:
+    """The counts a server reported; else 0 in and the estimate of `answer` out, marked
+    estimated (the client re-estimates the input from what it sent)."""
+    usage = reported_usage(input_tokens, output_tokens)
+    return usage if usage is not None else Usage(0, estimate_tokens(answer), estimated=True)
 
 
 def require(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

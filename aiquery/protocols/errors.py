@@ -1,4 +1,4 @@
-"""Error bodies of each API flavour, and reading a server's message back out of one.
+"""Error bodies of each protocol, and reading a server's message back out of one.
 
 Databricks routes answer `{"error_code": ..., "message": ...}`; the native provider
 routes of the gateway answer in that provider's own shape.
@@ -47,35 +47,28 @@ _GEMINI_STATUS = {
     504: "DEADLINE_EXCEEDED",
 }
 
-FLAVOURS = ("databricks", "openai", "anthropic", "gemini")
+
+def databricks_error(status: int, message: str) -> dict[str, Any]:
+    return {"error_code": DATABRICKS_CODES.get(status, "INTERNAL_ERROR"), "message": message}
 
 
-def error_body(flavour: str, status: int, message: str, code: str | None = None) -> dict[str, Any]:
-    """The error body `flavour` sends for an HTTP `status` (code overrides the default code)."""
-    if flavour == "openai":
-        kind = _OPENAI_TYPES.get(status, "server_error")
-        return {"error": {"message": message, "type": kind, "param": None, "code": code or kind}}
-    if flavour == "anthropic":
-        return {
-            "type": "error",
-            "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"), "message": message},
-        }
-    if flavour == "gemini":
-        return {
-            "error": {
-                "code": status,
-                "message": message,
-                "status": _GEMINI_STATUS.get(status, "UNKNOWN"),
-            }
-        }
-    return {
-        "error_code": code or DATABRICKS_CODES.get(status, "INTERNAL_ERROR"),
-        "message": message,
-    }
+def openai_error(status: int, message: str) -> dict[str, Any]:
+    kind = _OPENAI_TYPES.get(status, "server_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+
+
+def anthropic_error(status: int, message: str) -> dict[str, Any]:
+    kind = _ANTHROPIC_TYPES.get(status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def gemini_error(status: int, message: str) -> dict[str, Any]:
+    kind = _GEMINI_STATUS.get(status, "UNKNOWN")
+    return {"error": {"code": status, "message": message, "status": kind}}
 
 
 def read_error(body: Any) -> tuple[str | None, str | None]:
-    """(code, message) from an error body of any flavour; (None, None) when it is none of them."""
+    """(code, message) from an error body of any protocol; (None, None) when it is none of them."""
     if not isinstance(body, Mapping):
         return None, None
     if "error_code" in body or ("message" in body and "error" not in body):

@@ -10,10 +10,8 @@ from aiquery.protocols.common import (
     ChatResult,
     Message,
     ProtocolError,
-    Usage,
     as_object,
-    estimate_tokens,
-    reported_usage,
+    reported_or_estimated,
     require,
 )
 
@@ -53,7 +51,7 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-def decode_request(raw: Any, *, model: str) -> ChatRequest:
+def decode_request(raw: Any, model: str) -> ChatRequest:
     body = as_object(raw, "the request body")
     contents = require(body, "contents", list, "the request body")
     if not contents:
@@ -110,13 +108,10 @@ def decode_response(raw: Any) -> ChatResult:
     content = as_object(first.get("content", {}), "candidates[0].content")
     text = _parts_text(content.get("parts", []), "candidates[0].content.parts")
     meta = body.get("usageMetadata")
-    usage = (
-        reported_usage(meta.get("promptTokenCount"), meta.get("candidatesTokenCount"))
-        if isinstance(meta, Mapping)
-        else None
+    meta = meta if isinstance(meta, Mapping) else {}
+    usage = reported_or_estimated(
+        meta.get("promptTokenCount"), meta.get("candidatesTokenCount"), text
     )
-    if usage is None:
-        usage = Usage(0, estimate_tokens(text), estimated=True)
     finish = "length" if first.get("finishReason") == "MAX_TOKENS" else "stop"
     return ChatResult(text, finish, usage, request_id=body.get("responseId"))
 

@@ -72,13 +72,11 @@ def decode_chat_request(raw: Any) -> ChatRequest:
     return ChatRequest(tuple(messages), model if isinstance(model, str) else None, params)
 
 
-def encode_chat_response(
-    result: ChatResult, *, content_blocks: bool = False, reasoning: str = ""
-) -> dict[str, Any]:
+def encode_chat_response(result: ChatResult) -> dict[str, Any]:
     content: Any = result.text
-    if content_blocks:
+    if result.reasoning is not None:
         content = [
-            {"type": "reasoning", "summary": [{"type": "summary_text", "text": reasoning}]},
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": result.reasoning}]},
             {"type": "text", "text": result.text},
         ]
     return {
@@ -142,9 +140,9 @@ def decode_completion_request(raw: Any) -> CompletionRequest:
     return CompletionRequest(tuple(prompts), model if isinstance(model, str) else None, params)
 
 
-def encode_completion_response(result: CompletionResult, *, request_id: str) -> dict[str, Any]:
+def encode_completion_response(result: CompletionResult) -> dict[str, Any]:
     return {
-        "id": request_id,
+        "id": result.request_id or "cmpl-local",
         "object": "text_completion",
         "created": int(time.time()),
         "model": result.model or "",
@@ -200,11 +198,9 @@ def decode_embedding_request(raw: Any) -> EmbeddingRequest:
     return EmbeddingRequest(tuple(inputs), model if isinstance(model, str) else None, fmt)
 
 
-def encode_embedding_response(
-    result: EmbeddingResult, *, encoding_format: str = "float"
-) -> dict[str, Any]:
+def encode_embedding_response(result: EmbeddingResult) -> dict[str, Any]:
     def encode(vector: Sequence[float]) -> Any:
-        if encoding_format == "base64":
+        if result.encoding_format == "base64":
             return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
         return list(vector)
 
@@ -222,7 +218,7 @@ def encode_embedding_response(
     }
 
 
-def decode_embedding_response(raw: Any, *, expected: int) -> EmbeddingResult:
+def decode_embedding_response(raw: Any, expected: int) -> EmbeddingResult:
     body = as_object(raw, "the response body")
     data = require(body, "data", list, "the response body")
     if len(data) != expected:

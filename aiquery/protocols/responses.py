@@ -11,10 +11,8 @@ from aiquery.protocols.common import (
     ChatResult,
     Message,
     ProtocolError,
-    Usage,
     as_object,
-    estimate_tokens,
-    reported_usage,
+    reported_or_estimated,
     require,
     text_of_content,
 )
@@ -111,13 +109,8 @@ def decode_response(raw: Any) -> ChatResult:
     ]
     text = "".join(texts)
     usage = body.get("usage")
-    counted = (
-        reported_usage(usage.get("input_tokens"), usage.get("output_tokens"))
-        if isinstance(usage, Mapping)
-        else None
-    )
-    if counted is None:
-        counted = Usage(0, estimate_tokens(text), estimated=True)
+    usage = usage if isinstance(usage, Mapping) else {}
+    counted = reported_or_estimated(usage.get("input_tokens"), usage.get("output_tokens"), text)
     finish = "length" if body.get("status") == "incomplete" else "stop"
     return ChatResult(text, finish, counted, request_id=body.get("id"))
 

@@ -21,15 +21,14 @@ import hmac
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from aiquery.serving.bodies import MB, BodyError, read_json
-from aiquery.serving.config import ConfigError, Faults, endpoint_from_dict
-
-if TYPE_CHECKING:
-    from aiquery.serving.app import Emulator
+from aiquery.protocols.common import MB
+from aiquery.serving.bodies import BodyError, read_json
+from aiquery.serving.config import EmulatorConfigError, Faults, endpoint_from_dict
+from aiquery.serving.emulator import Emulator
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -63,7 +62,7 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
                 )
             try:
                 return await handler(request)
-            except ConfigError as e:
+            except EmulatorConfigError as e:
                 return web.json_response({"error": str(e)}, status=400)
             except BodyError as e:
                 return web.json_response({"error": e.message}, status=e.status)
@@ -73,7 +72,7 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     async def body(request: web.Request) -> dict[str, Any]:
         data = await read_json(request, MB, what="admin requests")
         if not isinstance(data, dict):
-            raise ConfigError("the admin request body must be a JSON object")
+            raise EmulatorConfigError("the admin request body must be a JSON object")
         return data
 
     def describe(name: str) -> dict[str, Any]:
@@ -93,7 +92,7 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
         try:
             endpoint = endpoint_from_dict(name, await body(request), Faults())
         except TypeError as e:  # a setting of the wrong type, e.g. embedding_dim = "x"
-            raise ConfigError(f"invalid endpoint setting: {e}") from None
+            raise EmulatorConfigError(f"invalid endpoint setting: {e}") from None
         emulator.set_endpoint(endpoint)
         return web.json_response(describe(name))
 
@@ -121,7 +120,7 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
         try:
             count = int(limit) if limit else None
         except ValueError:
-            raise ConfigError("limit must be an integer") from None
+            raise EmulatorConfigError("limit must be an integer") from None
         rows = emulator.log.snapshot(request.query.get("endpoint"), count)
         return web.json_response({"requests": rows}, dumps=lambda o: json.dumps(o, default=str))
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-MB = 1024 * 1024
+from aiquery.protocols.common import MB
+
 _dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -25,19 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiquery.models_catalog import CATALOG, CatalogModel
-from aiquery.protocols.common import CHAT, CUSTOM, EMBEDDINGS, TASKS
-
-MB = 1024 * 1024
-# Databricks' request payload limits.
-FOUNDATION_PAYLOAD_LIMIT = 4 * MB
-CUSTOM_PAYLOAD_LIMIT = 16 * MB
+from aiquery.endpoints.catalog import CATALOG, CatalogModel
+from aiquery.protocols.common import CHAT, CUSTOM, EMBEDDINGS, TASKS, payload_limit
 
 LATENCY_DISTRIBUTIONS = ("fixed", "exponential", "uniform")
 OVERFLOW_POLICIES = ("reject", "queue")
 
 
-class ConfigError(ValueError):
+class EmulatorConfigError(ValueError):
     """An emulator setting is invalid; the message names the setting and what is allowed."""
 
 
@@ -61,32 +56,34 @@ class Faults:
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
-            raise ConfigError("latency_ms must be >= 0")
+            raise EmulatorConfigError("latency_ms must be >= 0")
         if self.latency_distribution not in LATENCY_DISTRIBUTIONS:
-            raise ConfigError(f"latency_distribution must be one of {LATENCY_DISTRIBUTIONS}")
+            raise EmulatorConfigError(
+                f"latency_distribution must be one of {LATENCY_DISTRIBUTIONS}"
+            )
         if self.overflow not in OVERFLOW_POLICIES:
-            raise ConfigError(f"overflow must be one of {OVERFLOW_POLICIES}")
+            raise EmulatorConfigError(f"overflow must be one of {OVERFLOW_POLICIES}")
         for name in ("requests_per_minute", "tokens_per_minute"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ConfigError(f"{name} must be > 0 (omit it for no limit)")
+                raise EmulatorConfigError(f"{name} must be > 0 (omit it for no limit)")
         if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise ConfigError("max_concurrency must be >= 1 (omit it for no limit)")
+            raise EmulatorConfigError("max_concurrency must be >= 1 (omit it for no limit)")
         rates = ("error_rate_500", "error_rate_503", "hang_rate", "drop_rate", "malformed_rate")
         for name in rates:
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1")
+                raise EmulatorConfigError(f"{name} must be between 0 and 1")
         if sum(getattr(self, name) for name in rates) > 1.0:
-            raise ConfigError("the fault rates together must not exceed 1")
+            raise EmulatorConfigError("the fault rates together must not exceed 1")
         if self.hang_seconds < 0:
-            raise ConfigError("hang_seconds must be >= 0")
+            raise EmulatorConfigError("hang_seconds must be >= 0")
 
     def updated(self, changes: Mapping[str, Any]) -> Faults:
         """A copy with `changes` applied; unknown names are an error naming the valid ones."""
         try:
             return dataclasses.replace(self, **_checked(changes, Faults, "fault"))
         except TypeError as e:  # a value of the wrong type, e.g. latency_ms = "fast"
-            raise ConfigError(f"invalid fault setting: {e}") from None
+            raise EmulatorConfigError(f"invalid fault setting: {e}") from None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,17 +102,19 @@ class EndpointConfig:
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
-            raise ConfigError(f"endpoint name {self.name!r} must be non-empty and contain no '/'")
+            raise EmulatorConfigError(
+                f"endpoint name {self.name!r} must be non-empty and contain no '/'"
+            )
         if self.task not in TASKS:
-            raise ConfigError(f"endpoint {self.name}: task must be one of {TASKS}")
+            raise EmulatorConfigError(f"endpoint {self.name}: task must be one of {TASKS}")
         if self.task == EMBEDDINGS and not (self.embedding_dim and self.embedding_dim > 0):
-            raise ConfigError(
+            raise EmulatorConfigError(
                 f"endpoint {self.name}: an embeddings endpoint needs embedding_dim > 0"
             )
 
     @property
     def payload_limit(self) -> int:
-        return CUSTOM_PAYLOAD_LIMIT if self.task == CUSTOM else FOUNDATION_PAYLOAD_LIMIT
+        return payload_limit(self.task)
 
     def describe(self) -> dict[str, Any]:
         """The endpoint as `GET /api/2.0/serving-endpoints` lists it."""
@@ -156,12 +155,14 @@ def load_config(
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"emulator config file not found: {path}") from None
+            raise EmulatorConfigError(f"emulator config file not found: {path}") from None
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"emulator config file {path} is not valid TOML: {e}") from None
+            raise EmulatorConfigError(
+                f"emulator config file {path} is not valid TOML: {e}"
+            ) from None
         unknown = set(data) - {"faults", "endpoints"}
         if unknown:
-            raise ConfigError(
+            raise EmulatorConfigError(
                 f"unknown section(s) {sorted(unknown)} in {path}; use [faults] and [endpoints.NAME]"
             )
     default_faults = Faults().updated(_table(data, "faults", "[faults]"))
@@ -191,7 +192,7 @@ def endpoint_from_dict(name: str, raw: Mapping[str, Any], default_faults: Faults
 def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a table")
+        raise EmulatorConfigError(f"{where} must be a table")
     return value
 
 
@@ -199,5 +200,7 @@ def _checked(changes: Mapping[str, Any], cls: type, what: str) -> dict[str, Any]
     allowed = {f.name for f in dataclasses.fields(cls)} - {"name", "faults"}
     unknown = set(changes) - allowed
     if unknown:
-        raise ConfigError(f"unknown {what} setting(s) {sorted(unknown)}; valid: {sorted(allowed)}")
+        raise EmulatorConfigError(
+            f"unknown {what} setting(s) {sorted(unknown)}; valid: {sorted(allowed)}"
+        )
     return dict(changes)

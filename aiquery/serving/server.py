@@ -10,8 +10,9 @@ from types import TracebackType
 
 from aiohttp import web
 
-from aiquery.serving.app import Emulator
 from aiquery.serving.config import EmulatorConfig, load_config
+from aiquery.serving.emulator import Emulator
+from aiquery.serving.routes import app
 
 
 def new_token() -> str:
@@ -32,7 +33,7 @@ async def start_site(
     """
     # handler_cancellation: a client that gives up on a hung request frees its handler.
     runner = web.AppRunner(
-        emulator.app(),
+        app(emulator),
         access_log=None,
         handler_cancellation=True,
         shutdown_timeout=shutdown_timeout,

@@ -2,6 +2,9 @@
 
 The result is a `CallSpec`, a frozen, picklable descriptor that travels to the executors
 inside the UDF; live objects (event loop, HTTP session, limiters) are built from it there.
+Analysis only resolves and checks: it starts no server or thread and writes no table (a
+built-in endpoint keeps its `EMBEDDED` placeholder URL until `aiquery.spark.runtime` binds
+the call site for execution).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pyspark.sql.types import (
 
 from aiquery.client.engine import EngineSettings
 from aiquery.client.retry import RetryPolicy
-from aiquery.endpoints import EMBEDDED, Endpoint, Registry, Secret, load_registry
+from aiquery.endpoints.registry import Endpoint, Registry, load_registry
 from aiquery.errors import (
     ConfigError,
     InvalidModelParametersError,
@@ -32,8 +35,9 @@ from aiquery.errors import (
 )
 from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS
 from aiquery.protocols.tags import RequestTagsError, parse_request_tags, validate_request_tags
-from aiquery.spark import types as t
-from aiquery.usage.context import UsageContext, usage_context
+from aiquery.spark import ddl
+from aiquery.usage.driver.settings import usage_context
+from aiquery.usage.executor import UsageContext
 
 
 def _int(v: Any) -> bool:
@@ -89,7 +93,7 @@ class CallSpec:
     @property
     def result_type(self) -> DataType:
         value = self.value_type
-        return value if self.fail_on_error else t.error_struct_type(value)
+        return value if self.fail_on_error else ddl.error_struct_type(value)
 
     def fingerprint(self) -> str:
         """A stable name for the UDF of this call site (the token is not part of it)."""
@@ -121,14 +125,14 @@ def analyze(
                 f"responseFormat is only supported for chat endpoints; '{resolved.name}' is a {task} endpoint."
             )
         try:
-            params["response_format"] = t.response_format_for(response_format)
-        except t.UnsupportedResponseFormat as e:
+            params["response_format"] = ddl.response_format_for(response_format)
+        except ddl.UnsupportedResponseFormat as e:
             raise UnsupportedResponseFormatError(_strip_class(str(e))) from None
-        except t.ReturnTypeError as e:
+        except ddl.ReturnTypeError as e:
             raise UnsupportedResponseFormatError(str(e)) from None
     value_type, parse = _value_type(resolved, return_type)
     return CallSpec(
-        endpoint=with_live_url(resolved),
+        endpoint=resolved,
         params=params,
         return_type_json=value_type.json(),
         parse_answer=parse,
@@ -154,16 +158,6 @@ def default_settings(spark: SparkSession) -> EngineSettings:
         raise ConfigError(
             f"aiquery.concurrencyPerTask and aiquery.retryMaxAttempts must be positive integers ({e})"
         ) from None
-
-
-def with_live_url(endpoint: Endpoint) -> Endpoint:
-    """Point built-in endpoints at the embedded emulator, starting it if needed."""
-    if endpoint.base_url != EMBEDDED:
-        return endpoint
-    from aiquery.embedded import ensure_emulator
-
-    url, token = ensure_emulator()
-    return replace(endpoint, base_url=url, token=Secret(token), source="embedded emulator")
 
 
 def _check_model_parameters(endpoint: Endpoint, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,13 +201,13 @@ def _value_type(endpoint: Endpoint, return_type: str | None) -> tuple[DataType, 
     if return_type is None:
         return default, False
     try:
-        parsed = t.parse_ddl(return_type)
-    except t.ReturnTypeError as e:
+        parsed = ddl.parse_ddl(return_type)
+    except ddl.ReturnTypeError as e:
         raise InvalidReturnTypeError(str(e)) from None
     if endpoint.task == EMBEDDINGS:
         if parsed not in (ArrayType(FloatType()), ArrayType(DoubleType())):
             raise InvalidReturnTypeError(
-                f"Embedding endpoint '{endpoint.name}' returns ARRAY<FLOAT> (or ARRAY<DOUBLE>), not {t.spark_type_sql(parsed)}."
+                f"Embedding endpoint '{endpoint.name}' returns ARRAY<FLOAT> (or ARRAY<DOUBLE>), not {ddl.spark_type_sql(parsed)}."
             )
         return parsed, False
     if endpoint.task in (CHAT, COMPLETIONS) and parsed == StringType():

@@ -10,6 +10,7 @@ unchanged. A statement without `ai_query` is passed through untouched.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,19 +20,21 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.types import StringType
 
 from aiquery.client.engine import EngineSettings
-from aiquery.endpoints import Registry, load_registry
+from aiquery.endpoints.registry import Registry, load_registry
 from aiquery.errors import (
     AiQueryError,
     InvalidArgumentError,
     InvalidModelParametersError,
 )
 from aiquery.protocols.common import EMBEDDINGS
-from aiquery.spark import sqlscan
-from aiquery.spark.callspec import CallSpec, analyze, default_settings, with_live_url
+from aiquery.spark import sqllex, sqlscan
+from aiquery.spark.callspec import CallSpec, analyze, default_settings
+from aiquery.spark.runtime import bind_endpoints
 from aiquery.spark.udf import arrow_iter_udf, make_udf, run
-from aiquery.usage.context import UsageContext, usage_context
-from aiquery.usage.context import flush as flush_usage
-from aiquery.usage.schema import SYSTEM_TABLE, TABLE
+from aiquery.usage.driver.committer import flush as flush_usage
+from aiquery.usage.driver.settings import usage_context
+from aiquery.usage.executor import UsageContext
+from aiquery.usage.record import SYSTEM_TABLE, TABLE
 
 FUNCTION = "ai_query"
 POSITIONAL = ("endpoint", "request", "returnType", "failOnError")
@@ -46,36 +49,71 @@ def sql(spark: SparkSession, statement: str, registry: Registry | None = None) -
 
 def rewrite(spark: SparkSession, statement: str, registry: Registry | None = None) -> str:
     """The statement with each ai_query call site replaced by its registered UDF and
-    `system.ai_gateway.usage` by the session's usage table; nothing else changes."""
-    calls = sqlscan.find_calls(statement, [FUNCTION])
+    `system.ai_gateway.usage` by the session's usage table; nothing else changes.
+
+    Every call site (nested ones too) is analysed before any is bound for execution, so a
+    statement with a bad argument anywhere starts nothing."""
+    plan = _plan(spark, statement, registry)
+    if plan.reads_usage:
+        flush_usage(spark)
+    return _render(spark, plan)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A text's usage-table references and call sites, each with its analysis."""
+
+    text: str
+    usage_refs: list[tuple[int, int]]
+    calls: list[tuple[sqlscan.CallSite, CallSpec, _Plan]]  # the site, its spec, its request
+
+    @property
+    def reads_usage(self) -> bool:
+        return bool(self.usage_refs) or any(request.reads_usage for _, _, request in self.calls)
+
+
+def _plan(spark: SparkSession, text: str, registry: Registry | None) -> _Plan:
+    calls = sqlscan.find_calls(text, [FUNCTION])
     inside = [(c.start, c.end) for c in calls]
     usage_refs = [
         (start, end)
-        for start, end in sqlscan.find_identifier_path(statement, SYSTEM_TABLE)
+        for start, end in sqlscan.find_identifier_path(text, SYSTEM_TABLE)
         if not any(a <= start < b for a, b in inside)  # rewritten along with their call
     ]
-    if not calls and not usage_refs:
-        return statement
-    replacements = [(start, end, TABLE) for start, end in usage_refs]
-    if usage_refs:
-        flush_usage(spark)
-    registry = registry or load_registry()
+    if calls and registry is None:
+        registry = load_registry()
+    analysed = []
     for call in calls:
-        replacements.append((call.start, call.end, _rewrite_call(spark, statement, call, registry)))
-    return sqlscan.replace_spans(statement, replacements)
+        assert registry is not None
+        spec, request = _analyze_call(spark, text, call, registry)
+        analysed.append((call, spec, _plan(spark, request, registry)))  # ai_query in the prompt
+    return _Plan(text, usage_refs, analysed)
 
 
-def _rewrite_call(
+def _render(spark: SparkSession, plan: _Plan) -> str:
+    if not plan.calls and not plan.usage_refs:
+        return plan.text
+    replacements = [(start, end, TABLE) for start, end in plan.usage_refs]
+    for call, spec, request in plan.calls:
+        udf = make_udf(spark, spec)
+        name = f"_aiquery_{spec.fingerprint()}"
+        spark.udf.register(name, udf)
+        replacements.append((call.start, call.end, f"{name}({_render(spark, request)})"))
+    return sqlscan.replace_spans(plan.text, replacements)
+
+
+def _analyze_call(
     spark: SparkSession, statement: str, call: sqlscan.CallSite, registry: Registry
-) -> str:
+) -> tuple[CallSpec, str]:
+    """The call site's spec and its request argument's text."""
     args = _bind(statement, call)
-    line, column = sqlscan.position(statement, call.start)
+    line, column = sqllex.position(statement, call.start)
     where = f"ai_query at line {line}, column {column}"
     if "files" in args:
         raise InvalidArgumentError(
             f"{where}: the files argument (vision input) is not supported by aiquery yet."
         )
-    endpoint = sqlscan.string_literal(args["endpoint"])
+    endpoint = sqllex.string_literal(args["endpoint"])
     if endpoint is None:
         raise InvalidArgumentError(
             f"{where}: the endpoint must be a constant string such as 'databricks-gpt-5-4', "
@@ -90,15 +128,12 @@ def _rewrite_call(
         response_format=_string_arg(args, "responseFormat", where),
         registry=registry,
     )
-    name = f"_aiquery_{spec.fingerprint()}"
-    spark.udf.register(name, make_udf(spec))
-    request = rewrite(spark, args["request"], registry)  # ai_query nested in the prompt
-    return f"{name}({request})"
+    return spec, args["request"]
 
 
 def _bind(statement: str, call: sqlscan.CallSite) -> dict[str, str]:
     """Argument texts by canonical name; positional first, then `name => value`."""
-    line, column = sqlscan.position(statement, call.start)
+    line, column = sqllex.position(statement, call.start)
     where = f"ai_query at line {line}, column {column}"
     bound: dict[str, str] = {}
     seen_named = False
@@ -134,7 +169,7 @@ def _bind(statement: str, call: sqlscan.CallSite) -> dict[str, str]:
 def _string_arg(args: Mapping[str, str], name: str, where: str) -> str | None:
     if name not in args:
         return None
-    value = sqlscan.string_literal(args[name])
+    value = sqllex.string_literal(args[name])
     if value is None:
         raise InvalidArgumentError(f"{where}: {name} must be a constant string.")
     return value
@@ -143,7 +178,7 @@ def _string_arg(args: Mapping[str, str], name: str, where: str) -> str | None:
 def _bool_arg(args: Mapping[str, str], name: str, where: str) -> bool:
     if name not in args:
         return True
-    value = sqlscan.bool_literal(args[name])
+    value = sqllex.bool_literal(args[name])
     if value is None:
         raise InvalidArgumentError(f"{where}: {name} must be true or false.")
     return value
@@ -189,9 +224,9 @@ def register(spark: SparkSession) -> None:
     """
     registry = load_registry()
     settings = default_settings(spark)
-    live = Registry({name: with_live_url(e) for name, e in registry.endpoints.items()})
-
     usage = usage_context(spark)
+    # The UDF resolves the endpoint per query, so every endpoint is bound now.
+    live = Registry(bind_endpoints(spark, registry.endpoints, records_usage=usage is not None))
 
     def ai_query(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:
         yield from _run_two_arg(live, settings, usage, batches)

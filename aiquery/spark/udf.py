@@ -12,18 +12,21 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
+from pyspark import TaskContext
+from pyspark.sql import SparkSession
 from pyspark.sql.pandas import functions as pandas_functions
 from pyspark.sql.types import DataType, StringType
 from pyspark.sql.udf import UserDefinedFunction
 
 from aiquery import logs
 from aiquery.client.engine import BatchEngine, RowResult
-from aiquery.client.wire import wire_for
+from aiquery.client.wire import USER_AGENT, wire_for
 from aiquery.errors import InvalidArgumentError, ParseCastError, RequestError
 from aiquery.protocols.common import CUSTOM
-from aiquery.spark import types as t
+from aiquery.spark import answers
 from aiquery.spark.callspec import CallSpec
-from aiquery.usage.context import writer_for
+from aiquery.spark.runtime import bind
+from aiquery.usage.executor import writer_for
 
 
 def arrow_iter_udf(
@@ -38,13 +41,15 @@ def arrow_iter_udf(
     return udf.asNondeterministic()
 
 
-def make_udf(spec: CallSpec) -> UserDefinedFunction:
-    """A UDF of the call site's result type; its plan shows only `ai_query(<request>)`."""
+def make_udf(spark: SparkSession, spec: CallSpec) -> UserDefinedFunction:
+    """The call site bound for execution (`runtime.bind`), as a UDF of its result type; its
+    plan shows only `ai_query(<request>)`."""
+    bound = bind(spark, spec)
 
     def ai_query(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-        yield from run(spec, batches)
+        yield from run(bound, batches)
 
-    return arrow_iter_udf(ai_query, spec.result_type)
+    return arrow_iter_udf(ai_query, bound.result_type)
 
 
 def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
@@ -55,7 +60,17 @@ def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
     custom = spec.endpoint.task == CUSTOM
     inputs = (_inputs(batch, custom, spec.endpoint.name) for batch in batches)
     recorder = (
-        writer_for(spec.usage, spec.endpoint, wire, spec.request_tags) if spec.usage else None
+        writer_for(
+            spec.usage,
+            spec.endpoint,
+            api_type=wire.api_type,
+            url=wire.url,
+            user_agent=USER_AGENT,
+            tags=spec.request_tags,
+            spark_task=_task_name(),
+        )
+        if spec.usage
+        else None
     )
     try:
         with BatchEngine(
@@ -63,10 +78,18 @@ def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         ) as engine:
             for rows in engine.map(inputs):
                 values = [_value(spec, value_type, row) for row in rows]
-                yield t.to_arrow_array(values, spec.result_type)
+                yield answers.to_arrow_array(values, spec.result_type)
     finally:
         if recorder is not None:
             recorder.close()
+
+
+def _task_name() -> str | None:
+    """stage.partition.attempt of the running Spark task."""
+    task = TaskContext.get()
+    if task is None:
+        return None
+    return f"{task.stageId()}.{task.partitionId()}.{task.attemptNumber()}"
 
 
 def _inputs(batch: pa.Array, custom: bool, endpoint: str) -> list[Any]:
@@ -120,7 +143,7 @@ def _value(spec: CallSpec, value_type: DataType, row: RowResult) -> Any:
     if error is None:
         try:
             value = _convert(spec, value_type, row.value)
-        except t.ParseCastError as e:
+        except answers.AnswerCastError as e:
             error = ParseCastError(spec.endpoint.name, str(e))
     if error is not None:
         if spec.fail_on_error:
@@ -132,7 +155,7 @@ def _value(spec: CallSpec, value_type: DataType, row: RowResult) -> Any:
 def _convert(spec: CallSpec, value_type: DataType, value: Any) -> Any:
     if spec.parse_answer:
         text = value if isinstance(value, str) else json.dumps(value)
-        return t.parse_answer(text, value_type)
+        return answers.parse_answer(text, value_type)
     if isinstance(value_type, StringType):
         return value if isinstance(value, str) else json.dumps(value)
     return value  # embeddings: a list of floats

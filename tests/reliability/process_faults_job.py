@@ -22,7 +22,7 @@ from typing import Any
 import aiquery
 from aiquery.serving.control import EmulatorControl
 from aiquery.spark.session import local_session
-from aiquery.usage.context import flush
+from aiquery.usage.driver.committer import flush
 
 ROWS = 3000
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,7 +1,7 @@
 """Properties of every codec pair, on generated input.
 
-`aiquery.client.wire` on the client, `aiquery.serving` decode/answer on the emulator,
-`aiquery.protocols` in between: requests and answers survive the trip through UTF-8 bytes
+`aiquery.client.wire` on the client, the protocol table's emulator codecs and the built-in
+models on the emulator, `aiquery.protocols` in between: requests and answers survive the trip through UTF-8 bytes
 in both directions, and a garbled body is only ever the documented error — the client
 retries ProtocolError/ValueError as a malformed body, and anything else would kill a Spark
 task; the emulator turns ProtocolError into a 400.
@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from functools import partial
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -27,8 +27,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aiquery.client.wire import Wire, wire_for
-from aiquery.endpoints import Endpoint
-from aiquery.protocols import anthropic, gemini, responses, serving
+from aiquery.endpoints.registry import Endpoint
+from aiquery.protocols import anthropic, custom, gemini, responses
 from aiquery.protocols import openai as oai
 from aiquery.protocols.common import (
     CHAT,
@@ -39,6 +39,8 @@ from aiquery.protocols.common import (
     ChatResult,
     CompletionRequest,
     CompletionResult,
+    CustomRequest,
+    CustomResult,
     EmbeddingRequest,
     EmbeddingResult,
     Message,
@@ -46,9 +48,9 @@ from aiquery.protocols.common import (
     Usage,
 )
 from aiquery.protocols.errors import read_error
+from aiquery.protocols.table import PROTOCOLS
 from aiquery.serving import models
 from aiquery.serving.answers import answer
-from aiquery.serving.app import decode
 from aiquery.serving.config import EndpointConfig
 
 # Text that is hard to carry: emoji (with joiners and skin tones), combining marks,
@@ -74,18 +76,8 @@ unicode_text = st.one_of(
 long_text = st.tuples(unicode_text, st.integers(1, 5000)).map(lambda p: (p[0] or "é") * p[1])
 prompts = st.one_of(unicode_text, unicode_text, long_text)
 
-# (client protocol, task, emulator route kind): every route the client can call.
-ROUTES = [
-    ("databricks", CHAT, "invocations"),
-    ("databricks", COMPLETIONS, "invocations"),
-    ("databricks", EMBEDDINGS, "invocations"),
-    ("databricks", CUSTOM, "invocations"),
-    ("openai", CHAT, "chat"),
-    ("openai", COMPLETIONS, "completions"),
-    ("openai", EMBEDDINGS, "embeddings"),
-    ("anthropic", CHAT, "anthropic"),
-    ("gemini", CHAT, "gemini"),
-]
+# (protocol, task): every row of the protocol table, which the client and the emulator share.
+ROUTES = [(name, task) for name, p in PROTOCOLS.items() for task in p.operations]
 DIM = 16
 
 
@@ -100,6 +92,13 @@ def _emulated(task: str, protocol: str, content_blocks: bool = False) -> Endpoin
     provider = protocol if protocol in ("anthropic", "gemini") else "databricks"
     dim = DIM if task == EMBEDDINGS else None
     return EndpointConfig("e", task, provider, dim, content_blocks)
+
+
+def _decode_request(protocol: str, task: str, body: Any) -> Any:
+    """The request as the emulator decodes it on this protocol's route."""
+    operation = PROTOCOLS[protocol].operation(task)
+    assert operation is not None
+    return operation.decode_request(body, "e")
 
 
 def _client_bytes(body: Any) -> bytes:
@@ -119,7 +118,7 @@ def _request_texts(request: Any) -> list[Any]:
         return list(request.prompts)
     if isinstance(request, EmbeddingRequest):
         return list(request.inputs)
-    return list(request)  # custom records
+    return list(request.records)
 
 
 def _model_outputs(request: Any) -> list[Any]:
@@ -133,7 +132,7 @@ def _model_outputs(request: Any) -> list[Any]:
         return [models.complete(p).text for p in request.prompts]
     if isinstance(request, EmbeddingRequest):
         return [tuple(models.embed(t, DIM)) for t in request.inputs]
-    return [models.custom_predict(r) for r in request]
+    return [models.custom_predict(r) for r in request.records]
 
 
 records = st.builds(
@@ -144,9 +143,9 @@ records = st.builds(
 
 
 @st.composite
-def route_inputs(draw: st.DrawFn) -> tuple[tuple[str, str, str], list[Any]]:
+def route_inputs(draw: st.DrawFn) -> tuple[tuple[str, str], list[Any]]:
     route = draw(st.sampled_from(ROUTES))
-    _, task, _ = route
+    _, task = route
     if task == CUSTOM:
         return route, draw(st.lists(records, min_size=1, max_size=5))
     if task == EMBEDDINGS:
@@ -157,18 +156,20 @@ def route_inputs(draw: st.DrawFn) -> tuple[tuple[str, str, str], list[Any]]:
 @settings(max_examples=150, deadline=None)
 @given(route_inputs(), st.booleans())
 def test_inputs_reach_the_emulator_intact_and_its_answers_reach_the_client_intact(
-    case: tuple[tuple[str, str, str], list[Any]], content_blocks: bool
+    case: tuple[tuple[str, str], list[Any]], content_blocks: bool
 ) -> None:
-    (protocol, task, kind), inputs = case
+    (protocol, task), inputs = case
     wire = _wire(protocol, task)
     config = _emulated(task, protocol, content_blocks)
+    operation = PROTOCOLS[protocol].operation(task)
+    assert operation is not None
 
-    work = decode(kind, config, json.loads(_client_bytes(wire.encode(inputs))))
-    _, request = work
+    request = operation.decode_request(json.loads(_client_bytes(wire.encode(inputs))), "e")
     assert _request_texts(request) == inputs  # in order, every character intact
 
-    answered = answer(kind, config, work, "req-1")
-    outputs, usage = wire.decode(json.loads(_server_bytes(answered.body)), inputs)
+    answered = answer(config, request, "req-1")
+    body = operation.encode_response(answered.result)
+    outputs, usage = wire.decode(json.loads(_server_bytes(body)), inputs)
 
     assert outputs == _model_outputs(request)
     assert len(outputs) == len(inputs)
@@ -182,26 +183,12 @@ def test_inputs_reach_the_emulator_intact_and_its_answers_reach_the_client_intac
         assert usage == Usage(answered.input_tokens, output_tokens)
 
 
-@settings(max_examples=60, deadline=None)
-@given(prompts)
-def test_responses_api_request_and_answer_survive_the_emulator(prompt: str) -> None:
-    # The client has no Responses wire; SDK users speak it to the emulator's gateway route.
-    body = responses.encode_request(ChatRequest((Message("user", prompt),), "e", {}))
-    config = _emulated(CHAT, "openai")
-    work = decode("responses", config, json.loads(_client_bytes(body)))
-    assert _request_texts(work[1]) == [prompt]
-    answered = answer("responses", config, work, "req-1")
-    result = responses.decode_response(json.loads(_server_bytes(answered.body)))
-    assert result.text == _model_outputs(work[1])[0]
-    assert result.usage == Usage(answered.input_tokens, answered.output_tokens)
-
-
-# Each chat flavour's emulator encoder, and how a client decodes it.
+# Each chat protocol's emulator encoder, and how a client decodes it.
 CHAT_ANSWERS: list[tuple[str, Callable[[ChatResult], Any], Callable[[Any], str]]] = [
     ("openai", oai.encode_chat_response, lambda b: _wire("openai", CHAT).decode(b, ["q"])[0][0]),
     (
         "openai-blocks",
-        lambda r: oai.encode_chat_response(r, content_blocks=True, reasoning="🤔 hmm"),
+        lambda r: oai.encode_chat_response(replace(r, reasoning="🤔 hmm")),
         lambda b: _wire("databricks", CHAT).decode(b, ["q"])[0][0],
     ),
     (
@@ -210,7 +197,11 @@ CHAT_ANSWERS: list[tuple[str, Callable[[ChatResult], Any], Callable[[Any], str]]
         lambda b: _wire("anthropic", CHAT).decode(b, ["q"])[0][0],
     ),
     ("gemini", gemini.encode_response, lambda b: _wire("gemini", CHAT).decode(b, ["q"])[0][0]),
-    ("responses", responses.encode_response, lambda b: responses.decode_response(b).text),
+    (
+        "responses",
+        responses.encode_response,
+        lambda b: _wire("openai-responses", CHAT).decode(b, ["q"])[0][0],
+    ),
 ]
 
 
@@ -219,7 +210,7 @@ CHAT_ANSWERS: list[tuple[str, Callable[[ChatResult], Any], Callable[[Any], str]]
 @pytest.mark.parametrize(
     ("encode", "decode_text"), [a[1:] for a in CHAT_ANSWERS], ids=[a[0] for a in CHAT_ANSWERS]
 )
-def test_any_answer_text_survives_each_chat_flavour(
+def test_any_answer_text_survives_each_chat_protocol(
     encode: Callable[[ChatResult], Any],
     decode_text: Callable[[Any], str],
     text: str,
@@ -246,7 +237,7 @@ def test_embeddings_come_back_in_input_order_whatever_order_the_server_lists_the
     vectors: list[list[float]], fmt: str, rng: Any
 ) -> None:
     body = oai.encode_embedding_response(
-        EmbeddingResult(tuple(map(tuple, vectors)), Usage(3, 0)), encoding_format=fmt
+        EmbeddingResult(tuple(map(tuple, vectors)), Usage(3, 0), encoding_format=fmt)
     )
     rng.shuffle(body["data"])
     inputs = [f"text {i}" for i in range(len(vectors))]
@@ -281,15 +272,15 @@ with_surrogates = st.lists(
 
 @settings(max_examples=80, deadline=None)
 @given(st.sampled_from(ROUTES), with_surrogates)
-@example(("databricks", CHAT, "invocations"), "a\ud800b")  # UnicodeEncodeError in the client
-@example(("openai", EMBEDDINGS, "embeddings"), "\ud83d\ude00\udc00")
+@example(("databricks", CHAT), "a\ud800b")  # UnicodeEncodeError in the client
+@example(("openai", EMBEDDINGS), "\ud83d\ude00\udc00")
 def test_a_lone_surrogate_in_a_prompt_is_sent_as_the_replacement_character(
-    route: tuple[str, str, str], text: str
+    route: tuple[str, str], text: str
 ) -> None:
-    protocol, task, kind = route
+    protocol, task = route
     inputs: list[Any] = [{text: text}] if task == CUSTOM else [text]
     payload = _client_bytes(_wire(protocol, task).encode(inputs))  # must not raise
-    _, request = decode(kind, _emulated(task, protocol), json.loads(payload))
+    request = _decode_request(protocol, task, json.loads(payload))
     safe = _utf8_safe(text)
     assert _request_texts(request) == ([{safe: safe}] if task == CUSTOM else [safe])
 
@@ -309,18 +300,18 @@ def _chat_answer(
 TEXT_ANSWERS: dict[str, tuple[Callable[[str], Any], Callable[[Any], Any]]] = {
     "openai": _chat_answer(oai.encode_chat_response, "openai"),
     "openai-blocks": _chat_answer(
-        partial(oai.encode_chat_response, content_blocks=True), "databricks"
+        lambda r: oai.encode_chat_response(replace(r, reasoning="")), "databricks"
     ),
     "anthropic": _chat_answer(anthropic.encode_response, "anthropic"),
     "gemini": _chat_answer(gemini.encode_response, "gemini"),
     "completions": (
         lambda text: oai.encode_completion_response(
-            CompletionResult((text,), ("stop",), Usage(1, 1)), request_id="r"
+            CompletionResult((text,), ("stop",), Usage(1, 1), request_id="r")
         ),
         lambda body: _wire("openai", COMPLETIONS).decode(body, ["q"])[0][0],
     ),
     "custom": (
-        lambda text: serving.encode_response([{text: [text, 1.5]}]),
+        lambda text: custom.encode_response(CustomResult(({text: [text, 1.5]},))),
         lambda body: _wire("databricks", CUSTOM).decode(body, [{"q": 1}])[0][0],
     ),
 }
@@ -351,7 +342,7 @@ def test_a_completion_with_n_choices_answers_its_prompt_with_the_first(
 ) -> None:
     # modelParameters => named_struct('n', 3): the server answers three choices per prompt.
     body = oai.encode_completion_response(
-        CompletionResult(tuple(choices), ("stop",) * len(choices), Usage(1, 1)), request_id="r"
+        CompletionResult(tuple(choices), ("stop",) * len(choices), Usage(1, 1), request_id="r")
     )
     rng.shuffle(body["choices"])
     outputs, _ = _wire("openai", COMPLETIONS).decode(json.loads(_server_bytes(body)), ["q"])
@@ -360,7 +351,7 @@ def test_a_completion_with_n_choices_answers_its_prompt_with_the_first(
 
 # --- garbled bodies -------------------------------------------------------------------------
 
-# Keys every flavour reads, so random JSON reaches deep into the decoders.
+# Keys every protocol reads, so random JSON reaches deep into the decoders.
 _KEYS = [
     "choices", "message", "content", "text", "type", "index", "finish_reason", "usage",
     "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens", "total_tokens",
@@ -436,7 +427,7 @@ CLIENT_DECODES: dict[str, tuple[Any, Callable[[Any, Sequence[Any]], Any], int]] 
     "openai-chat": (oai.encode_chat_response(_RESULT), _wire("openai", CHAT).decode, 1),
     "openai-completions": (
         oai.encode_completion_response(
-            CompletionResult(("a", "b"), ("stop", "length"), Usage(1, 2)), request_id="r"
+            CompletionResult(("a", "b"), ("stop", "length"), Usage(1, 2), request_id="r")
         ),
         _wire("openai", COMPLETIONS).decode,
         1,
@@ -447,7 +438,7 @@ CLIENT_DECODES: dict[str, tuple[Any, Callable[[Any, Sequence[Any]], Any], int]] 
         2,
     ),
     "openai-embeddings-base64": (
-        oai.encode_embedding_response(_VECTORS, encoding_format="base64"),
+        oai.encode_embedding_response(replace(_VECTORS, encoding_format="base64")),
         _wire("openai", EMBEDDINGS).decode,
         2,
     ),
@@ -458,11 +449,7 @@ CLIENT_DECODES: dict[str, tuple[Any, Callable[[Any, Sequence[Any]], Any], int]] 
     ),
     "anthropic": (anthropic.encode_response(_RESULT), _wire("anthropic", CHAT).decode, 1),
     "gemini": (gemini.encode_response(_RESULT), _wire("gemini", CHAT).decode, 1),
-    "responses": (
-        responses.encode_response(_RESULT),
-        lambda body, _: responses.decode_response(body),
-        1,
-    ),
+    "responses": (responses.encode_response(_RESULT), _wire("openai-responses", CHAT).decode, 1),
 }
 
 
@@ -513,7 +500,7 @@ def test_reading_the_error_of_any_json_body_never_raises(body: Any) -> None:
     assert message is None or isinstance(message, str)
 
 
-# name: (the endpoint's task, a valid request body)
+# name: (the endpoint's task, a valid request body); the name's first part is its protocol's.
 VALID_REQUESTS: dict[str, tuple[str, Any]] = {
     "chat": (CHAT, oai.encode_chat_request(ChatRequest((Message("system", "s"), Message("user", "q")), "e", {"max_tokens": 5, "temperature": 0.5}), with_model=True)),
     "completions": (COMPLETIONS, oai.encode_completion_request(CompletionRequest(("a", "b"), "e", {"max_tokens": 5}), with_model=True)),
@@ -526,12 +513,14 @@ VALID_REQUESTS: dict[str, tuple[str, Any]] = {
 }  # fmt: skip
 
 
+_PROTOCOL_OF = {"chat": "openai", "completions": "openai", "embeddings": "openai",
+                "custom": "databricks", "responses": "openai-responses"}  # fmt: skip
+
+
 def _emulator_decode(name: str, body: Any) -> Any:
     task, _ = VALID_REQUESTS[name]
     kind = name.partition("-")[0]
-    provider = kind if kind in ("anthropic", "gemini") else "databricks"
-    route = "invocations" if kind == "custom" else kind
-    return decode(route, _emulated(task, provider), body)[1]
+    return _decode_request(_PROTOCOL_OF.get(kind, kind), task, body)
 
 
 @settings(max_examples=300, deadline=None)
@@ -547,7 +536,8 @@ def test_a_garbled_request_body_is_a_protocol_error_for_the_emulator(
     except ProtocolError:
         return  # → 400 INVALID_PARAMETER_VALUE
     if name.startswith("custom"):
-        assert isinstance(request, list) and all(isinstance(r, dict) for r in request)
+        assert isinstance(request, CustomRequest)
+        assert all(isinstance(r, dict) for r in request.records)
     else:
         kind = {"completions": CompletionRequest, "embeddings": EmbeddingRequest}
         assert isinstance(request, kind.get(name, ChatRequest))

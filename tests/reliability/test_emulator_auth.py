@@ -20,8 +20,9 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from raw_http import CHAT, CHAT_PATH, read_response
 
-from aiquery.serving.app import Emulator
-from aiquery.serving.config import ConfigError, load_config
+from aiquery.serving.config import EmulatorConfigError, load_config
+from aiquery.serving.emulator import Emulator
+from aiquery.serving.routes import app as emulator_app
 from aiquery.serving.server import EmulatorServer
 
 pytestmark = pytest.mark.serving
@@ -29,13 +30,14 @@ pytestmark = pytest.mark.serving
 # Values for the path parameters of the app's route templates.
 PATH_PARAMS = {
     "name": "databricks-gpt-5-4",
+    "model": "databricks-gpt-5-4",
     "target": "system.ai.gemini-2-5-flash:generateContent",
 }
 
 
 def _routes() -> list[tuple[str, str]]:
     """(method, path template) of every route the emulator's app registers."""
-    app = Emulator(load_config(), token="model-token", admin_token="admin-token").app()
+    app = emulator_app(Emulator(load_config(), token="model-token", admin_token="admin-token"))
     return sorted({(r.method, r.resource.canonical) for r in app.router.routes() if r.resource})
 
 
@@ -132,7 +134,7 @@ def test_gemini_routes_check_the_token_before_the_method(
 def test_an_empty_or_shared_token_is_refused_at_start() -> None:
     config = load_config()
     for token, admin in (("", "admin"), ("model", ""), ("same", "same")):
-        with pytest.raises(ConfigError):
+        with pytest.raises(EmulatorConfigError):
             Emulator(config, token=token, admin_token=admin)
 
 
@@ -211,7 +213,7 @@ def test_admin_routes_refuse_non_loopback_peers_even_with_the_admin_token() -> N
     # `aiquery serve --host` accepts any address, so this guard is what keeps the admin
     # routes local when the emulator listens on a LAN interface.
     async def run() -> None:
-        app = Emulator(load_config(), token="model-token", admin_token="admin-token").app()
+        app = emulator_app(Emulator(load_config(), token="model-token", admin_token="admin-token"))
         for method, path in ADMIN_ROUTES:
             for peer in NON_LOOPBACK_PEERS:
                 status = await admin_answer(app, method, path, peer, "admin-token")

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import aiquery
-from aiquery.endpoints import reset_configuration
+from aiquery.endpoints.registry import reset_configuration
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.server import EmulatorServer
-from aiquery.usage.context import flush
+from aiquery.usage.driver.committer import flush
 
 pytestmark = pytest.mark.spark
 

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 import aiquery
-from aiquery.endpoints import reset_configuration
+from aiquery.endpoints.registry import reset_configuration
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.models import chat_reply
 from aiquery.serving.requestlog import CLIENT_CLOSED, DROPPED, HUNG
 from aiquery.serving.server import EmulatorServer
-from aiquery.usage.context import flush
-from aiquery.usage.spool import NO_ANSWER
+from aiquery.usage.driver.committer import flush
+from aiquery.usage.record import NO_ANSWER
 
 pytestmark = pytest.mark.spark
 

@@ -19,9 +19,11 @@ import pytest
 
 import aiquery
 from aiquery.serving.server import EmulatorServer
-from aiquery.usage.committer import UsageCommitter
-from aiquery.usage.context import committer, settings
-from aiquery.usage.spool import SpoolHeader, SpoolWriter, spool_files
+from aiquery.usage.driver.committer import UsageCommitter, committer
+from aiquery.usage.driver.settings import usage_settings
+from aiquery.usage.driver.spool import spool_files
+from aiquery.usage.executor import SpoolWriter
+from aiquery.usage.record import Attempt, Call
 
 pytestmark = pytest.mark.spark
 HERE = Path(__file__).parent
@@ -90,10 +92,10 @@ def test_a_spool_writer_that_dies_during_a_flush_loses_no_lines(spark, tmp_path:
     A writer alive when its file is read, and dead by the time the flush ends, wrote
     lines in between that this flush did not read: they must stay for the next one.
     """
-    _, location, _ = settings(spark)
+    location = usage_settings(spark).location
     spool = tmp_path / "spool"
     writer_process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    header = SpoolHeader(
+    header = Call(
         endpoint_name="dies-mid-flush",
         endpoint_id="x",
         destination_type="PAY_PER_TOKEN_FOUNDATION_MODEL",
@@ -110,12 +112,12 @@ def test_a_spool_writer_that_dies_during_a_flush_loses_no_lines(spark, tmp_path:
     writer = SpoolWriter(spool, header)
     # The file is named for its writer's pid: make it the short-lived process's.
     writer._stem = writer._stem.replace(f"-{os.getpid()}-", f"-{writer_process.pid}-")
-    writer.started("before-the-flush-read", 1.7e9, 1, 1)
+    writer.started(Attempt("before-the-flush-read", 1.7e9, 1, 1))
 
     class DiesDuringMerge(UsageCommitter):
         def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:
             # After this flush read the file: the writer appends once more, then dies.
-            writer.started("after-the-flush-read", 1.7e9, 1, 1)
+            writer.started(Attempt("after-the-flush-read", 1.7e9, 1, 1))
             writer_process.send_signal(signal.SIGKILL)
             writer_process.wait()
             return super()._merge_batch(rows)

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiquery.client.engine import BatchEngine, EngineSettings
 from aiquery.client.retry import RetryPolicy
 from aiquery.client.wire import wire_for
-from aiquery.endpoints import Endpoint, Secret
+from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.errors import RequestError
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.server import EmulatorServer
@@ -144,7 +144,7 @@ def test_a_token_the_server_echoes_back_is_redacted_from_errors_and_logs(
         def started(self, *args: Any) -> None:
             return None
 
-        def record(self, attempt: Any) -> None:
+        def finished(self, attempt: Any) -> None:
             records.append(attempt)
 
     caplog.set_level(logging.DEBUG)
@@ -157,7 +157,7 @@ def test_a_token_the_server_echoes_back_is_redacted_from_errors_and_logs(
     ):
         list(engine.map([[f"row {i}" for i in range(8)]]))
     assert "rejected Bearer ***" in str(caught.value)
-    assert any(r.status == 500 for r in records), "no retried 500: nothing logged at DEBUG"
-    assert records and all("Bearer ***" in (r.error or "") for r in records)
+    assert any(r.status_code == 500 for r in records), "no retried 500: nothing logged at DEBUG"
+    assert records and all("Bearer ***" in (r.error_message or "") for r in records)
     everything = str(caught.value) + caplog.text + " ".join(repr(r) for r in records)
     assert token not in everything

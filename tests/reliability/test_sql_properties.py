@@ -20,16 +20,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aiquery.spark import sql as aisql
+from aiquery.spark.sqllex import SqlScanError, bool_literal, position, string_literal
 from aiquery.spark.sqlscan import (
     CallSite,
-    SqlScanError,
-    bool_literal,
     find_calls,
     find_identifier_path,
-    position,
     replace_spans,
     split_statements,
-    string_literal,
 )
 
 AI = ["ai_query"]

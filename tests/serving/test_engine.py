@@ -11,7 +11,7 @@ import pytest
 from aiquery.client.engine import BatchEngine, EngineSettings, RowResult
 from aiquery.client.retry import RetryPolicy
 from aiquery.client.wire import wire_for
-from aiquery.endpoints import Endpoint, Secret
+from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.models import chat_reply

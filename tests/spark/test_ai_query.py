@@ -19,7 +19,7 @@ from pyspark.sql.types import (
 )
 
 import aiquery
-from aiquery.endpoints import configure
+from aiquery.endpoints.registry import configure
 from aiquery.functions import ai_query
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl

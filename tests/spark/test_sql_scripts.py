@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aiquery.script import ScriptError, run_script
+from aiquery.cli.script import ScriptError, run_script
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.server import EmulatorServer
 

@@ -33,17 +33,15 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from aiquery.spark.types import (
-    ParseCastError,
+from aiquery.spark.answers import AnswerCastError, parse_answer, to_arrow_array
+from aiquery.spark.ddl import (
     ReturnTypeError,
     UnsupportedResponseFormat,
     error_struct_type,
-    parse_answer,
     parse_ddl,
     response_format_for,
     spark_type_sql,
     struct_to_json_schema,
-    to_arrow_array,
 )
 
 pytestmark = pytest.mark.spark
@@ -343,7 +341,7 @@ def test_string_fields_keep_non_string_json_as_json_text() -> None:
     ],
 )
 def test_parse_answer_failures_say_what_was_expected(text: str, t: DataType, fragment: str) -> None:
-    with pytest.raises(ParseCastError) as info:
+    with pytest.raises(AnswerCastError) as info:
         parse_answer(text, t)
     assert fragment in str(info.value)
     assert info.value.return_type == spark_type_sql(t)
@@ -364,7 +362,7 @@ def test_parse_answer_failures_say_what_was_expected(text: str, t: DataType, fra
     ],
 )
 def test_parse_errors_never_quote_the_answer(text: str, t: DataType) -> None:
-    with pytest.raises(ParseCastError) as info:
+    with pytest.raises(AnswerCastError) as info:
         parse_answer(text, t)
     assert SECRET not in str(info.value)
     assert SECRET not in repr(info.value.args)
@@ -470,7 +468,7 @@ def test_arrow_iter_udf_returns_the_error_struct_and_registers_for_sql(spark: Sp
             for s in batch.to_pylist():
                 try:
                     out.append({"result": parse_answer(s, element), "errorMessage": None})
-                except ParseCastError as e:
+                except AnswerCastError as e:
                     out.append({"result": None, "errorMessage": str(e)})
             yield to_arrow_array(out, t)
 

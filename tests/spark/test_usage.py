@@ -14,7 +14,8 @@ import pytest
 import aiquery
 from aiquery.functions import ai_query
 from aiquery.serving.control import EmulatorControl
-from aiquery.usage.context import committer, flush, settings
+from aiquery.usage.driver.committer import committer, flush
+from aiquery.usage.driver.settings import usage_settings
 
 pytestmark = pytest.mark.spark
 HERE = Path(__file__).parent
@@ -88,7 +89,7 @@ def test_every_request_is_one_usage_row_under_faults(
 def test_flushing_the_same_spool_twice_adds_nothing(
     spark, workspace, prompts, control: EmulatorControl, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    _, _, spool = settings(spark)
+    spool = usage_settings(spark).spool_dir
     flush(spark)
     committer(spark).stop()  # no background flush while this test copies files around
     try:
@@ -110,14 +111,14 @@ def test_flushing_the_same_spool_twice_adds_nothing(
 def test_concurrent_committers_do_not_duplicate(
     spark, workspace, prompts, control: EmulatorControl
 ) -> None:  # type: ignore[no-untyped-def]
-    from aiquery.usage.committer import UsageCommitter
+    from aiquery.usage.driver.committer import UsageCommitter
 
     committer(spark).stop()
     try:
         aiquery.sql(
             spark, "SELECT ai_query('databricks-gpt-5-mini', p) AS a FROM prompts WHERE id < 120"
         ).collect()
-        _, location, spool = settings(spark)
+        location, spool = usage_settings(spark).location, usage_settings(spark).spool_dir
         a, b = UsageCommitter(spark, spool, location), UsageCommitter(spark, spool, location)
         errors: list[BaseException] = []
 
@@ -174,7 +175,7 @@ def test_usage_table_reads_with_delta_rs_and_the_cli(
     finally:
         spark.conf.unset("aiquery.requestTags")
     flush(spark)
-    _, location, _ = settings(spark)
+    location = usage_settings(spark).location
     rows = load_rows(location)  # delta-rs reads the log, pyarrow the files: no Spark
     mine = [r for r in rows if r["endpoint_name"] == "databricks-claude-haiku-4-5"]
     assert len(mine) == 7

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aiquery.serving.admin import _is_loopback
-from aiquery.serving.config import ConfigError, Faults, load_config
+from aiquery.serving.config import EmulatorConfigError, Faults, load_config
 from aiquery.serving.limits import EndpointLimits, TokenBucket, retry_after_header
 
 
@@ -70,7 +70,7 @@ def test_exponential_latency_has_the_configured_mean() -> None:
     ],
 )
 def test_invalid_faults_are_refused_with_a_reason(changes: dict[str, object], needle: str) -> None:
-    with pytest.raises(ConfigError, match=needle):
+    with pytest.raises(EmulatorConfigError, match=needle):
         Faults().updated(changes)
 
 
@@ -101,12 +101,12 @@ def test_config_file_layers_defaults_endpoints_and_overrides(tmp_path: Path) -> 
 def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=needle):
+    with pytest.raises(EmulatorConfigError, match=needle):
         load_config(path)
 
 
 def test_missing_config_file_is_named() -> None:
-    with pytest.raises(ConfigError, match="not found: /no/such"):
+    with pytest.raises(EmulatorConfigError, match="not found: /no/such"):
         load_config("/no/such.toml")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from aiquery.endpoints import (
+from aiquery.endpoints.registry import (
     EMBEDDED,
     Endpoint,
     Registry,
@@ -230,7 +230,7 @@ def test_a_minimal_file_endpoint_gets_the_documented_defaults(tmp_path: Path) ->
     ],
 )
 def test_task_accepts_short_and_databricks_names(tmp_path: Path, task: str, resolved: str) -> None:
-    configure({"x": spec(task=task)})
+    configure({"x": spec(protocol="databricks", task=task)})
     assert load(tmp_path).resolve("x").task == resolved
 
 
@@ -498,9 +498,9 @@ def test_describe_says_where_an_endpoint_points(tmp_path: Path) -> None:
         ("databricks", "embeddings", "PAY_PER_TOKEN_FOUNDATION_MODEL"),
         ("openai", "chat", "EXTERNAL_FOUNDATION_MODEL"),
         ("anthropic", "chat", "EXTERNAL_FOUNDATION_MODEL"),
-        ("gemini", "completions", "EXTERNAL_FOUNDATION_MODEL"),
+        ("gemini", "chat", "EXTERNAL_FOUNDATION_MODEL"),
+        ("openai-responses", "chat", "EXTERNAL_FOUNDATION_MODEL"),
         ("databricks", "custom", "CUSTOM_MODEL"),
-        ("openai", "custom", "CUSTOM_MODEL"),
     ],
 )
 def test_destination_type_follows_protocol_and_task(
@@ -517,8 +517,19 @@ def test_builtin_endpoints_are_pay_per_token_foundation_models(tmp_path: Path) -
     }
 
 
+@pytest.mark.parametrize(
+    ("protocol", "task"),
+    [("openai", "custom"), ("gemini", "completions"), ("anthropic", "embeddings")],
+)
+def test_a_task_the_protocol_does_not_serve_fails_at_configuration(
+    protocol: str, task: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"protocol {protocol} serves only .*not "):
+        configure({"x": spec(protocol=protocol, task=task)})
+
+
 def test_custom_models_get_the_larger_payload_limit(tmp_path: Path) -> None:
-    configure({"custom": spec(task="custom"), "chat": spec(task="chat")})
+    configure({"custom": spec(protocol="databricks", task="custom"), "chat": spec(task="chat")})
     registry = load(tmp_path)
     assert registry.resolve("custom").payload_limit == 16 * 1024 * 1024
     assert registry.resolve("chat").payload_limit == 4 * 1024 * 1024

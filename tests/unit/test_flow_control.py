@@ -93,7 +93,8 @@ def test_a_bad_retry_after_ms_falls_back_to_retry_after(bad_ms: str) -> None:
     "headers",
     [
         {},
-        {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
+        {"Retry-After": "Wed, 21 Oct 2015 07:28:00"},  # an HTTP date must be in GMT
+        {"Retry-After": "the 21st of October"},
         {"Retry-After": "-1"},
         {"retry-after-ms": "later", "Retry-After": "never"},
     ],

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiquery.protocols import anthropic, gemini, responses, serving
+from aiquery.protocols import anthropic, custom, gemini, responses
 from aiquery.protocols import openai as oai
 from aiquery.protocols.common import (
     ChatRequest,
     ChatResult,
+    CustomRequest,
     EmbeddingRequest,
     EmbeddingResult,
     Message,
@@ -18,7 +21,8 @@ from aiquery.protocols.common import (
     Usage,
     estimate_tokens,
 )
-from aiquery.protocols.errors import FLAVOURS, error_body, read_error
+from aiquery.protocols.errors import databricks_error, read_error
+from aiquery.protocols.table import PROTOCOLS
 from aiquery.protocols.tags import RequestTagsError, parse_request_tags
 
 text = st.text(max_size=200)
@@ -56,7 +60,7 @@ def test_anthropic_request_round_trips(
 @given(conversation, st.integers(1, 4096))
 def test_gemini_request_round_trips(messages: list[Message], max_tokens: int) -> None:
     request = ChatRequest(tuple(messages), "m", {"max_tokens": max_tokens})
-    assert gemini.decode_request(gemini.encode_request(request), model="m") == request
+    assert gemini.decode_request(gemini.encode_request(request), "m") == request
 
 
 @given(results)
@@ -64,7 +68,10 @@ def test_gemini_request_round_trips(messages: list[Message], max_tokens: int) ->
     ("encode", "decode"),
     [
         (oai.encode_chat_response, oai.decode_chat_response),
-        (lambda r: oai.encode_chat_response(r, content_blocks=True), oai.decode_chat_response),
+        (
+            lambda r: oai.encode_chat_response(replace(r, reasoning="thinking")),
+            oai.decode_chat_response,
+        ),
         (responses.encode_response, responses.decode_response),
         (anthropic.encode_response, anthropic.decode_response),
         (gemini.encode_response, gemini.decode_response),
@@ -86,9 +93,9 @@ def test_chat_responses_round_trip_text_finish_and_usage(
     st.sampled_from(["float", "base64"]),
 )
 def test_embeddings_round_trip_in_both_encodings(vectors: list[list[float]], fmt: str) -> None:
-    result = EmbeddingResult(tuple(tuple(v) for v in vectors), Usage(7, 0))
-    body = oai.encode_embedding_response(result, encoding_format=fmt)
-    decoded = oai.decode_embedding_response(body, expected=len(vectors))
+    result = EmbeddingResult(tuple(tuple(v) for v in vectors), Usage(7, 0), encoding_format=fmt)
+    body = oai.encode_embedding_response(result)
+    decoded = oai.decode_embedding_response(body, len(vectors))
     assert decoded.vectors == result.vectors
     assert decoded.usage.input_tokens == 7
 
@@ -98,12 +105,12 @@ def test_embedding_response_restores_input_order() -> None:
         "data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": [1.0]}],
         "usage": {"prompt_tokens": 2},
     }
-    assert oai.decode_embedding_response(body, expected=2).vectors == ((1.0,), (2.0,))
+    assert oai.decode_embedding_response(body, 2).vectors == ((1.0,), (2.0,))
     with pytest.raises(ProtocolError, match="expected 3"):
-        oai.decode_embedding_response(body, expected=3)
+        oai.decode_embedding_response(body, 3)
     body["data"][0]["index"] = 0
     with pytest.raises(ProtocolError, match="permutation"):
-        oai.decode_embedding_response(body, expected=2)
+        oai.decode_embedding_response(body, 2)
 
 
 def test_embedding_request_accepts_a_string_or_list() -> None:
@@ -142,28 +149,28 @@ def test_content_blocks_join_only_text() -> None:
 
 
 def test_custom_model_layouts_decode_to_records() -> None:
-    records = [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
-    assert serving.decode_request(serving.encode_request(records)) == records
+    records = CustomRequest(({"a": 1, "b": "x"}, {"a": 2, "b": "y"}))
+    assert custom.decode_request(custom.encode_request(records)) == records
     split = {"dataframe_split": {"columns": ["a", "b"], "data": [[1, "x"], [2, "y"]]}}
-    assert serving.decode_request(split) == records
-    assert serving.decode_request({"inputs": [1, 2]}) == [{"input": 1}, {"input": 2}]
+    assert custom.decode_request(split) == records
+    assert custom.decode_request({"inputs": [1, 2]}).records == ({"input": 1}, {"input": 2})
     with pytest.raises(ProtocolError, match="dataframe_records"):
-        serving.decode_request({"rows": []})
+        custom.decode_request({"rows": []})
     with pytest.raises(ProtocolError, match="expected 3 predictions"):
-        serving.decode_response({"predictions": [1]}, expected=3)
+        custom.decode_response({"predictions": [1]}, 3)
 
 
-@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 503])
-def test_every_error_shape_reads_back_its_message(flavour: str, status: int) -> None:
-    code, message = read_error(error_body(flavour, status, "the reason"))
+def test_every_error_shape_reads_back_its_message(protocol: str, status: int) -> None:
+    code, message = read_error(PROTOCOLS[protocol].error_body(status, "the reason"))
     assert message == "the reason"
     assert code
 
 
 def test_databricks_error_codes() -> None:
-    assert error_body("databricks", 429, "x")["error_code"] == "REQUEST_LIMIT_EXCEEDED"
-    assert error_body("databricks", 404, "x")["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert databricks_error(429, "x")["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert databricks_error(404, "x")["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
 @pytest.mark.parametrize(

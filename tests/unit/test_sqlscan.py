@@ -6,17 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aiquery.spark.sqllex import SqlScanError, bool_literal, position, string_literal
 from aiquery.spark.sqlscan import (
     Argument,
     CallSite,
-    SqlScanError,
-    bool_literal,
     find_calls,
     find_identifier_path,
-    position,
     replace_spans,
     split_statements,
-    string_literal,
 )
 
 AI = ["ai_query"]

@@ -16,7 +16,7 @@ from aiquery.logs import ENV, LEVELS, setup
 from aiquery.serving.config import (
     LATENCY_DISTRIBUTIONS,
     OVERFLOW_POLICIES,
-    ConfigError,
+    EmulatorConfigError,
     load_config,
 )
 
@@ -171,7 +171,7 @@ def _usage(args: argparse.Namespace) -> int:
     location = Path(args.table) if args.table else report.default_location()
     if args.flush:
         from aiquery.spark.session import local_session
-        from aiquery.usage.context import flush
+        from aiquery.usage.driver.committer import flush
 
         spark = local_session(
             "aiquery-usage", conf={"aiquery.usage.location": str(location.resolve())}
@@ -205,9 +205,9 @@ def _run_sql(args: argparse.Namespace) -> int:
         scripts = [(f, Path(f).read_text(encoding="utf-8")) for f in args.files]
     else:
         scripts = [("", args.sql)]
-    from aiquery.monitor import progress
-    from aiquery.script import ScriptError, run_script
+    from aiquery.cli.script import ScriptError, run_script
     from aiquery.spark.session import local_session
+    from aiquery.usage.driver.progress import progress
 
     spark = local_session("aiquery-sql", warehouse=args.warehouse)
     spark.sparkContext.setLogLevel("ERROR")
@@ -225,14 +225,14 @@ def _run_sql(args: argparse.Namespace) -> int:
                 print(f"aiquery: {name + ': ' if name else ''}{e}", file=sys.stderr)
                 return 1
     finally:
-        from aiquery.usage.context import flush
+        from aiquery.usage.driver.committer import flush
 
         flush(spark)
     return 0
 
 
 def _endpoints() -> int:
-    from aiquery.endpoints import EMBEDDED, load_registry
+    from aiquery.endpoints.registry import EMBEDDED, load_registry
     from aiquery.usage.report import format_table
 
     registry = load_registry()
@@ -249,14 +249,14 @@ def _endpoints() -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from aiquery.demo import run_demo
+    from aiquery.cli.demo import run_demo
 
     run_demo(args.warehouse, rows=args.rows)
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiquery.serving.app import Emulator
+    from aiquery.serving.emulator import Emulator
     from aiquery.serving.server import base_url, new_token, serve_forever
 
     overrides: dict[str, Any] = {
@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _endpoints()
         if args.command == "demo":
             return _demo(args)
-    except (ConfigError, AiQueryError) as e:
+    except (EmulatorConfigError, AiQueryError) as e:
         print(f"aiquery: {e}", file=sys.stderr)
         return 2
     except OSError as e:

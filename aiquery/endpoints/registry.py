@@ -10,7 +10,7 @@ Resolved on the driver, highest priority first:
 
 ```toml
 [endpoints.my-llama]
-protocol = "openai"                 # databricks | openai | anthropic | gemini
+protocol = "openai"                 # databricks | openai | openai-responses | anthropic | gemini
 base_url = "http://127.0.0.1:8000/v1"
 model = "meta-llama/Llama-3.1-8B-Instruct"
 task = "chat"                       # chat | completions | embeddings | custom
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aiquery.endpoints.catalog import CATALOG, canonical_name
 from aiquery.errors import ConfigError, EndpointNotFoundError
-from aiquery.models_catalog import CATALOG, canonical_name
-from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS
+from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS, payload_limit
+from aiquery.protocols.table import PROTOCOLS
 
-PROTOCOLS = ("databricks", "openai", "anthropic", "gemini")
 TASK_ALIASES = {
     "chat": CHAT,
     CHAT: CHAT,
@@ -101,7 +101,7 @@ class Endpoint:
 
     @property
     def payload_limit(self) -> int:
-        return (16 if self.task == CUSTOM else 4) * 1024 * 1024
+        return payload_limit(self.task)
 
     def describe(self) -> dict[str, Any]:
         """For `aiquery endpoints`: where it points, with the token redacted."""
@@ -225,10 +225,15 @@ def _endpoint_from_spec(
         )
     protocol = spec.get("protocol", "databricks")
     if protocol not in PROTOCOLS:
-        raise ConfigError(f"{where}: protocol must be one of {PROTOCOLS}, not {protocol!r}")
+        raise ConfigError(
+            f"{where}: protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}"
+        )
     task = TASK_ALIASES.get(str(spec.get("task", "chat")))
     if task is None:
         raise ConfigError(f"{where}: task must be one of chat, completions, embeddings, custom")
+    if PROTOCOLS[protocol].operation(task) is None:
+        served = ", ".join(t.removeprefix("llm/v1/") for t in PROTOCOLS[protocol].operations)
+        raise ConfigError(f"{where}: protocol {protocol} serves only {served}, not {task}")
     base_url = spec.get("base_url")
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: base_url must be an http(s) URL")

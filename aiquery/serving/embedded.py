@@ -1,5 +1,7 @@
 """The embedded default: a local emulator started on demand in the driver process.
 
+Started only through `aiquery.spark.runtime`, when a call site is bound for execution.
+
 When a query uses a built-in endpoint name and nothing routes it elsewhere (no
 DATABRICKS_HOST/DATABRICKS_TOKEN, endpoints file or Python config), aiquery serves it
 from an emulator on an ephemeral loopback port in this process. Spark's local-mode

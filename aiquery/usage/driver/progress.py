@@ -1,4 +1,4 @@
-"""Live progress of ai_query jobs on the driver, read from the usage spool.
+"""Driver side: live progress of ai_query jobs, read from the usage spool.
 
 Executors already write a line per request to the spool; the monitor tails those files
 once a second and shows rows answered, rows/s, tokens, 429s, retries, requests in flight
@@ -10,15 +10,17 @@ and Spark's task progress, on one self-updating line (CLI) or in a notebook cell
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+from aiquery.usage.driver.spool import read_events
+from aiquery.usage.record import STARTED, Attempt, Call
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -39,23 +41,20 @@ class Tally:
     def in_flight(self) -> int:
         return max(0, self.started - self.requests)
 
-    def add(self, line: Mapping[str, Any]) -> None:
-        """Count one spool line (see aiquery.usage.spool for the format)."""
-        if line.get("k") == "s":
+    def add(self, kind: str, attempt: Attempt) -> None:
+        """Count one spool event (a request started, or finished)."""
+        if kind == STARTED:
             self.started += 1
             return
-        if line.get("k") != "f":
-            return
         self.requests += 1
-        status = line.get("s")
-        if (line.get("a") or 1) > 1:
+        if (attempt.attempt or 1) > 1:
             self.retries += 1
-        if status == 429:
+        if attempt.status_code == 429:
             self.throttled += 1
-        if status == 200:
-            self.rows += line.get("r") or 0
-            self.input_tokens += line.get("in") or 0
-            self.output_tokens += line.get("out") or 0
+        if attempt.status_code == 200:
+            self.rows += attempt.rows or 0
+            self.input_tokens += attempt.input_tokens or 0
+            self.output_tokens += attempt.output_tokens or 0
         else:
             self.errors += 1
 
@@ -75,7 +74,9 @@ class ProgressMonitor:
         self.tasks = tasks
         self.tally = Tally()
         # By file stem: a writer renames `.open` to `.jsonl` when it closes a file.
-        self._offsets: dict[str, int] = {p.stem: p.stat().st_size for p in self._files()}
+        self._offsets: dict[str, tuple[int, Call | None]] = {
+            p.stem: (p.stat().st_size, None) for p in self._files()
+        }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="aiquery-progress", daemon=True)
         self._started = time.monotonic()
@@ -89,17 +90,11 @@ class ProgressMonitor:
     def poll(self) -> Tally:
         """Read the lines written since the last poll."""
         for path in self._files():
-            offset = self._offsets.get(path.stem, 0)
-            try:
-                with path.open("rb") as f:
-                    f.seek(offset)
-                    data = f.read()
-            except FileNotFoundError:
-                continue
-            end = data.rfind(b"\n") + 1
-            for raw in data[:end].splitlines():
-                self.tally.add(json.loads(raw))
-            self._offsets[path.stem] = offset + end
+            offset, call = self._offsets.get(path.stem, (0, None))
+            events, offset, call = read_events(path, offset, call)
+            for kind, attempt in events:
+                self.tally.add(kind, attempt)
+            self._offsets[path.stem] = (offset, call)
         return self.tally
 
     def line(self) -> str:
@@ -169,11 +164,13 @@ def progress(
     spark: SparkSession, *, stream: TextIO | None = None, interval_s: float = 1.0
 ) -> Iterator[ProgressMonitor]:
     """Show live progress of the ai_query requests made inside the block."""
-    from aiquery.usage.context import settings
+    from aiquery.usage.driver.settings import usage_settings
 
-    _, _, spool = settings(spark)
     monitor = ProgressMonitor(
-        spool, stream=stream, interval_s=interval_s, tasks=lambda: _spark_tasks(spark)
+        usage_settings(spark).spool_dir,
+        stream=stream,
+        interval_s=interval_s,
+        tasks=lambda: _spark_tasks(spark),
     )
     monitor.start()
     try:

@@ -76,8 +76,8 @@ def run_demo(
     from aiquery.functions import ai_query
     from aiquery.spark.session import local_session
     from aiquery.usage import report
-    from aiquery.usage.context import settings
     from aiquery.usage.dashboard import write_dashboard
+    from aiquery.usage.driver.settings import usage_settings
 
     out = out or sys.stdout
     root = Path(warehouse).resolve()
@@ -132,7 +132,7 @@ def run_demo(
     )
     say(f"embeddings: {rows} rows of {dims.d if dims else 0} floats in {data / 'embeddings'}\n")
 
-    _, location, _ = settings(spark)
+    location = usage_settings(spark).location
     usage = report.load_rows(location)
     mine = [u for u in usage if (u.get("request_tags") or {}).get("project") == "aiquery-demo"]
     say("usage of this demo, by job (from system.ai_gateway.usage):")

@@ -8,9 +8,11 @@ crash, a retried task, or two jobs and the CLI flushing at once: none can duplic
 row. Concurrent MERGEs that conflict are retried, never dropped. Files are deleted only
 after their rows are committed and their writer has closed them (or died).
 
-Flushes run at every `aiquery.usage.flush(spark)`, every few seconds from a background
-thread while records arrive, before `aiquery.sql` reads `system.ai_gateway.usage`, at
-exit, and at the next start after a crash (the files are still there).
+Flushes run at every `aiquery.flush_usage(spark)`, from a background thread (about 2 s after
+a job stops writing, and every `flushIntervalSeconds` during a long one), before
+`aiquery.sql` reads `system.ai_gateway.usage`, at exit, and at the next start after a
+crash (the files are still there). The table is created by the first flush; the thread
+starts when a call site is first bound for execution (`aiquery.spark.runtime`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
-from aiquery.usage.schema import DDL, NAMES, TABLE
-from aiquery.usage.spool import is_abandoned, read_rows, spool_files
+from aiquery.usage.driver.settings import usage_settings
+from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
+from aiquery.usage.record import ARROW_SCHEMA, DDL, TABLE, Call
 
 log = logging.getLogger("aiquery")
 
@@ -49,10 +52,11 @@ class UsageCommitter:
         self.spool_dir = Path(spool_dir)
         self.location = location
         self._lock = threading.Lock()
-        self._offsets: dict[Path, tuple[int, Any]] = {}
+        self._offsets: dict[Path, tuple[int, Call | None]] = {}
         self._table_ready = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.ever_started = False
 
     def ensure_table(self) -> None:
         if self._table_ready:
@@ -70,13 +74,14 @@ class UsageCommitter:
         """Commit everything spooled so far; returns the number of rows merged."""
         with self._lock:
             self._activate()
+            self.ensure_table()
             files = spool_files(self.spool_dir)
             # Decided before reading: a file is finished only if no writer can still append
             # to it. Asked after reading, a writer that died in between would lose the
             # lines it wrote in that window.
             finished = [p for p in files if p.suffix == ".jsonl" or is_abandoned(p)]
             rows: dict[str, dict[str, Any]] = {}
-            progress: dict[Path, tuple[int, Any]] = {}
+            progress: dict[Path, tuple[int, Call | None]] = {}
             merged = 0
             for path in files:
                 offset, header = self._offsets.get(path, (0, None))
@@ -104,7 +109,6 @@ class UsageCommitter:
 
     def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:
         count = len(rows)
-        self.ensure_table()
         self._merge(list(rows.values()))
         rows.clear()
         return count
@@ -117,9 +121,7 @@ class UsageCommitter:
             jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
 
     def _merge(self, rows: list[dict[str, Any]], attempts: int = 8) -> None:
-        table = pa.Table.from_pylist(
-            [{n: r[n] for n in NAMES} for r in rows], schema=_arrow_schema()
-        )
+        table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
         # The batch goes to MERGE as a Parquet file: Delta reads a file source as it is,
         # where an in-memory DataFrame would be materialised (cached) first.
         staging = self.spool_dir / "_merge"
@@ -147,6 +149,7 @@ class UsageCommitter:
         at exit."""
         if self._thread is not None:
             return
+        self.ever_started = True
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, args=(interval_s, idle_s), name="aiquery-usage", daemon=True
@@ -191,10 +194,29 @@ class UsageCommitter:
             )
 
 
-def _arrow_schema() -> pa.Schema:
-    from pyspark.sql.pandas.types import to_arrow_schema
-    from pyspark.sql.types import StructType, _parse_datatype_string
+_committers: dict[tuple[int, str], UsageCommitter] = {}
+_committers_lock = threading.Lock()
 
-    schema = _parse_datatype_string(DDL)
-    assert isinstance(schema, StructType)
-    return to_arrow_schema(schema)
+
+def committer(spark: SparkSession) -> UsageCommitter:
+    """This session's committer (one per session and spool). Making it starts nothing."""
+    settings = usage_settings(spark)
+    key = (id(spark), settings.spool_dir)
+    with _committers_lock:
+        found = _committers.get(key)
+        if found is None:
+            found = _committers[key] = UsageCommitter(spark, settings.spool_dir, settings.location)
+        return found
+
+
+def start_committing(spark: SparkSession) -> None:
+    """Commit this session's spooled usage in the background from now on: once per session
+    (idempotent; a committer stopped on purpose stays stopped)."""
+    found = committer(spark)
+    if not found.ever_started:
+        found.start(usage_settings(spark).flush_interval_s)
+
+
+def flush(spark: SparkSession) -> int:
+    """Commit spooled usage now (creating the table if needed); returns the rows merged."""
+    return committer(spark).flush()

@@ -1,0 +1,119 @@
+"""The emulator's aiohttp app: model routes built from the protocol table, listing, admin.
+
+Each `Mount` serves one protocol's operations under a prefix, as Databricks model
+serving and the Unity AI Gateway do; paths, codecs and credentials come from the protocol
+table (`aiquery.protocols.table`), the same rows the client calls with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from aiquery.protocols.errors import databricks_error
+from aiquery.protocols.table import PROTOCOLS, Operation
+from aiquery.serving import admin
+from aiquery.serving.emulator import Emulator
+from aiquery.serving.pipeline import Route, not_found, serve
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """Where the emulator serves one protocol, and as what."""
+
+    prefix: str  # the paths of the protocol's operations are served below this
+    protocol: str
+    api_prefix: str  # of the request log's route names
+    errors: str  # whose error bodies the routes answer with (a protocol's name)
+    provider: str | None = None  # native provider routes serve only that provider's models
+    versions: tuple[str, ...] = ()  # the path's `{version}`s served, if the protocol has one
+
+
+MOUNTS = (
+    Mount("", "databricks", "serving-endpoints", "databricks"),
+    Mount("/serving-endpoints", "openai", "openai", "databricks"),
+    Mount("/ai-gateway/mlflow/v1", "openai", "mlflow/v1", "databricks"),
+    Mount("/ai-gateway/mlflow/v1", "openai-responses", "mlflow/v1", "databricks"),
+    Mount("/ai-gateway/openai/v1", "openai-responses", "openai/v1", "openai", "openai"),
+    Mount("/ai-gateway/anthropic", "anthropic", "anthropic/v1", "anthropic", "anthropic"),
+    # google-genai 3.x calls v1 by default; the gateway documents v1beta. Serve both.
+    Mount("/ai-gateway/gemini", "gemini", "gemini", "gemini", "google", ("v1beta", "v1")),
+)
+
+
+def model_routes() -> list[tuple[str, Route, str | None]]:
+    """(path template, route, the path parameter naming the model) of every model route."""
+    found = []
+    for mount in MOUNTS:
+        protocol = PROTOCOLS[mount.protocol]
+        by_path: dict[str, dict[str, Operation]] = {}
+        for operation in protocol.operations.values():
+            by_path.setdefault(operation.path, {})[operation.task] = operation
+        for version in mount.versions or (None,):
+            values = {"version": version} if version else {}
+            for path, operations in by_path.items():
+                first = next(iter(operations.values()))
+                name = protocol.api_type(first, prefix=mount.api_prefix, values=values)
+                template = mount.prefix + path.format(model="{model}", **values)
+                # `{model}:generateContent`: match the whole segment, check the method after.
+                head, colon, method = template.partition("{model}:")
+                route = Route(
+                    name,
+                    operations,
+                    PROTOCOLS[mount.errors].error_body,
+                    mount.provider,
+                    method if colon else None,
+                )
+                param = "target" if colon else "model" if "{model}" in template else None
+                found.append((head + "{target}" if colon else template, route, param))
+    return found
+
+
+def app(emulator: Emulator) -> web.Application:
+    """The emulator's whole app: model routes, endpoint listing, health, admin."""
+    application = web.Application(client_max_size=64 * 1024 * 1024)
+    for template, route, param in model_routes():
+        application.router.add_post(template, _model_handler(emulator, route, param))
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def list_endpoints(request: web.Request) -> web.Response:
+        refused = _refused(emulator, request)
+        if refused is not None:
+            return refused
+        return web.json_response({"endpoints": [e.describe() for e in emulator.endpoints.values()]})
+
+    async def get_endpoint(request: web.Request) -> web.Response:
+        refused = _refused(emulator, request)
+        if refused is not None:
+            return refused
+        endpoint = emulator.resolve(request.match_info["name"])
+        if endpoint is None:
+            e = not_found(emulator, request.match_info["name"])
+            return web.json_response(databricks_error(404, e.message), status=404)
+        return web.json_response(endpoint.describe())
+
+    application.router.add_get("/health", health)
+    application.router.add_get("/api/2.0/serving-endpoints", list_endpoints)
+    application.router.add_get("/api/2.0/serving-endpoints/{name}", get_endpoint)
+    admin.add_routes(application, emulator)
+    return application
+
+
+def _model_handler(emulator: Emulator, route: Route, param: str | None) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get(param) if param else None
+        return await serve(emulator, request, route, name)
+
+    return handler
+
+
+def _refused(emulator: Emulator, request: web.Request) -> web.Response | None:
+    if emulator.authenticated(request.headers):
+        return None
+    return web.json_response(databricks_error(401, "Invalid or missing access token."), status=401)

@@ -1,0 +1,87 @@
+"""Where usage goes, read from the session on the driver. Reading settings starts nothing.
+
+Settings (Spark conf, else environment, else default):
+- `aiquery.usage.enabled` (true): record usage at all;
+- `aiquery.usage.location` / `AIQUERY_USAGE_LOCATION`: the Delta table's directory,
+  default `<warehouse>/ai_gateway.db/usage`;
+- `aiquery.usage.spoolDir` / `AIQUERY_USAGE_SPOOL`: the spool, default
+  `<warehouse>/_aiquery_usage_spool`; on a cluster it must be storage every executor
+  and the driver can reach (a shared mount);
+- `aiquery.usage.requester`: the `requester` column, default the Spark user;
+- `aiquery.usage.flushIntervalSeconds` (60): how often spooled records are committed
+  while a job keeps running; they are also committed ~2 s after the spool goes quiet
+  (each commit is a Delta MERGE, which costs a running job some CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+from aiquery.errors import ConfigError
+from aiquery.usage.executor import UsageContext
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSettings:
+    enabled: bool
+    location: str  # the Delta table's directory
+    spool_dir: str
+    flush_interval_s: float
+
+
+def _local_path(uri: str, setting: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme else uri)
+    raise ConfigError(
+        f"{setting} is {uri!r}; aiquery's usage spool needs a local or mounted path. "
+        "Set aiquery.usage.spoolDir (and aiquery.usage.location) to a shared mount."
+    )
+
+
+def usage_settings(spark: SparkSession) -> UsageSettings:
+    conf = spark.conf
+    enabled = (conf.get("aiquery.usage.enabled", None) or "true").lower() != "false"
+    warehouse = conf.get("spark.sql.warehouse.dir", None) or "spark-warehouse"
+    location = (
+        conf.get("aiquery.usage.location", None)
+        or os.environ.get("AIQUERY_USAGE_LOCATION")
+        or str(_local_path(warehouse, "spark.sql.warehouse.dir") / "ai_gateway.db" / "usage")
+    )
+    spool = (
+        conf.get("aiquery.usage.spoolDir", None)
+        or os.environ.get("AIQUERY_USAGE_SPOOL")
+        or str(_local_path(warehouse, "spark.sql.warehouse.dir") / "_aiquery_usage_spool")
+    )
+    try:
+        interval = float(conf.get("aiquery.usage.flushIntervalSeconds", None) or 60)
+    except ValueError:
+        raise ConfigError("aiquery.usage.flushIntervalSeconds must be a number") from None
+    return UsageSettings(
+        enabled,
+        location,
+        str(_local_path(spool, "aiquery.usage.spoolDir").resolve()),
+        interval,
+    )
+
+
+def usage_context(spark: SparkSession) -> UsageContext | None:
+    """The context for a new call site, or None when usage recording is off."""
+    settings = usage_settings(spark)
+    if not settings.enabled:
+        return None
+    requester = spark.conf.get("aiquery.usage.requester", None) or spark.sparkContext.sparkUser()
+    return UsageContext(
+        spool_dir=settings.spool_dir,
+        requester=requester,
+        invocation_id=uuid.uuid4().hex,
+        app_id=spark.sparkContext.applicationId,
+    )

@@ -1,0 +1,90 @@
+"""Driver side: reading the executors' spool files (see `aiquery.usage.executor` for writing).
+
+Files are read from a byte offset on, whole lines only, so the committer and the progress
+monitor can tail files that writers are still appending to.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from aiquery.usage.record import FINISHED, STARTED, Attempt, Call, parse_line, usage_row
+
+Event = tuple[str, Attempt]  # (STARTED | FINISHED, the attempt)
+
+
+def spool_files(directory: str | Path) -> list[Path]:
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.suffix in (".jsonl", ".open"))
+
+
+def is_abandoned(path: Path, max_idle_s: float = 900.0) -> bool:
+    """An `.open` file whose writer is gone: a dead pid on this host, or idle for long."""
+    if path.suffix != ".open":
+        return False
+    # <host>-<pid>-<random>-<seq>: host names may contain '-', so count from the end.
+    parts = path.stem.split("-")
+    try:
+        pid = int(parts[-3])
+    except (IndexError, ValueError):
+        pid = -1
+    if path.name.startswith(socket.gethostname() + "-") and pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        return time.time() - path.stat().st_mtime > max_idle_s
+    except FileNotFoundError:
+        return False
+
+
+def read_events(
+    path: Path, offset: int = 0, call: Call | None = None
+) -> tuple[list[Event], int, Call | None]:
+    """The events of `path` from byte `offset` on: (events, new offset, the file's header)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset, call
+    end = data.rfind(b"\n") + 1
+    events: list[Event] = []
+    for raw in data[:end].splitlines():
+        kind, value = parse_line(raw)
+        if isinstance(value, Call):
+            call = value
+        else:
+            assert isinstance(value, Attempt)
+            events.append((kind, value))
+    return events, offset + end, call
+
+
+def read_rows(
+    path: Path, offset: int = 0, call: Call | None = None
+) -> tuple[list[dict[str, Any]], int, Call | None]:
+    """Usage rows from `path` from byte `offset` on: (rows, new offset, the file's header).
+
+    A started request with no finish in this part of the file becomes a placeholder row
+    (NULL status and latency) that a later finish replaces.
+    """
+    events, new_offset, call = read_events(path, offset, call)
+    if call is None:
+        return [], offset, None
+    started = {a.request_id: a for kind, a in events if kind == STARTED}
+    finished = {a.request_id: a for kind, a in events if kind == FINISHED}
+    rows = [usage_row(call, a, finished=True) for a in finished.values()]
+    rows += [
+        usage_row(call, a, finished=False) for rid, a in started.items() if rid not in finished
+    ]
+    return rows, new_offset, call

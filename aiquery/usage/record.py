@@ -1,0 +1,179 @@
+"""The usage record: one row per HTTP request attempt, defined once.
+
+`COLUMNS` is the single field table. Each column says its Spark SQL type (the Delta DDL),
+its Arrow type (the committer's batches, the CLI's reads), where its value comes from and,
+for values that change per request, its key in the spool's compact JSON lines:
+
+- `call`: the same for every request of one call site in one task (endpoint, requester,
+  tags, Spark task): written once per spool file, in its header line;
+- `attempt`: per request: the client fills an `Attempt` (whose fields are exactly these
+  columns) and the spool carries each under its short key;
+- `derived`: computed from the others when a row is built.
+
+The spool writer (executor side), the spool reader and committer (driver side), live
+progress and the report all go through this module, so a column is spelled once.
+Runs on both sides: no pyspark here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pyarrow as pa
+
+TABLE = "ai_gateway.usage"
+SYSTEM_TABLE = ("system", "ai_gateway", "usage")
+NO_ANSWER = "no answer recorded: the request was in flight, or its task ended first"
+
+Origin = Literal["call", "attempt", "derived"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    sql_type: str
+    arrow_type: pa.DataType
+    origin: Origin
+    comment: str
+    key: str | None = None  # the spool key of an `attempt` column
+
+
+_S, _I64, _I32 = pa.string(), pa.int64(), pa.int32()
+
+# The first block is Databricks' `system.ai_gateway.usage`, in its order; then aiquery's own.
+COLUMNS: tuple[Column, ...] = (
+    Column("request_id", "STRING", _S, "attempt", "unique id of this HTTP request attempt (sent as x-request-id)", "id"),
+    Column("invocation_id", "STRING", _S, "call", "one ai_query call site in one statement"),
+    Column("event_time", "TIMESTAMP", pa.timestamp("us", tz="UTC"), "attempt", "when the request was sent", "t"),
+    Column("endpoint_name", "STRING", _S, "call", "the endpoint as ai_query named it"),
+    Column("endpoint_id", "STRING", _S, "call", "stable id of the endpoint's name and URL"),
+    Column("destination_type", "STRING", _S, "call", "PAY_PER_TOKEN_FOUNDATION_MODEL | EXTERNAL_FOUNDATION_MODEL | CUSTOM_MODEL"),
+    Column("destination_name", "STRING", _S, "call", "the serving endpoint or provider called"),
+    Column("destination_model", "STRING", _S, "call", "the model id sent upstream"),
+    Column("requester", "STRING", _S, "call", "who ran the query (aiquery.usage.requester, else the Spark user)"),
+    Column("api_type", "STRING", _S, "call", "e.g. serving-endpoints/invocations, openai/v1/chat/completions"),
+    Column("url", "STRING", _S, "call", "the URL called (never with credentials)"),
+    Column("user_agent", "STRING", _S, "call", "aiquery/<version>"),
+    Column("request_tags", "MAP<STRING, STRING>", pa.map_(_S, _S), "call", "Databricks-Ai-Gateway-Request-Tags of the request"),
+    Column("input_tokens", "BIGINT", _I64, "attempt", "NULL when the request failed before the model answered", "in"),
+    Column("output_tokens", "BIGINT", _I64, "attempt", "NULL when the request failed before the model answered", "out"),
+    Column("total_tokens", "BIGINT", _I64, "derived", "input_tokens + output_tokens"),
+    Column("token_details", "MAP<STRING, BIGINT>", pa.map_(_S, _I64), "derived", "reserved; NULL"),
+    Column("status_code", "INT", _I32, "attempt", "HTTP status; NULL when no answer arrived (timeout, dropped, task died)", "s"),
+    Column("latency_ms", "BIGINT", _I64, "attempt", "request sent → answer read", "l"),
+    Column("time_to_first_byte_ms", "BIGINT", _I64, "attempt", "request sent → response headers", "fb"),
+    Column("routing_information", "STRING", _S, "attempt", "the server's own request id, when it sent one", "srv"),
+    Column("event_date", "DATE", pa.date32(), "derived", "partition column: the UTC date of event_time"),
+    Column("tokens_estimated", "BOOLEAN", pa.bool_(), "attempt", "token counts are the (len + 1) // 4 estimate", "est"),
+    Column("rows", "INT", _I32, "attempt", "table rows this request served (embeddings batch many)", "r"),
+    Column("attempt", "INT", _I32, "attempt", "1 for the first try of a request, 2+ for retries", "a"),
+    Column("error_message", "STRING", _S, "attempt", "why the attempt failed; NULL on success", "err"),
+    Column("spark_app_id", "STRING", _S, "call", "the Spark application that sent it"),
+    Column("spark_task", "STRING", _S, "call", "stage.partition.attempt of the Spark task that sent it"),
+)  # fmt: skip
+
+NAMES = tuple(c.name for c in COLUMNS)
+DDL = ", ".join(f"{c.name} {c.sql_type}" for c in COLUMNS)
+ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in COLUMNS])
+_KEYS: dict[str, str] = {c.name: c.key for c in COLUMNS if c.key is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP request attempt, as the client records it: the `attempt` columns."""
+
+    request_id: str
+    event_time: float  # epoch seconds, when it was sent
+    attempt: int
+    rows: int
+    status_code: int | None = None  # None: no HTTP answer (timeout, connection error)
+    latency_ms: int | None = None
+    time_to_first_byte_ms: int | None = None
+    routing_information: str | None = None  # the server's request id
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    tokens_estimated: bool | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What every request of one call site in one task has in common: the `call` columns."""
+
+    invocation_id: str
+    endpoint_name: str
+    endpoint_id: str
+    destination_type: str
+    destination_name: str
+    destination_model: str
+    requester: str
+    api_type: str
+    url: str
+    user_agent: str
+    request_tags: Mapping[str, str] | None
+    spark_app_id: str | None
+    spark_task: str | None = None
+
+
+def _origin_names(origin: Origin) -> set[str]:
+    return {c.name for c in COLUMNS if c.origin == origin}
+
+
+# The dataclasses are the table's columns, no more and no less.
+assert {f.name for f in dataclasses.fields(Attempt)} == _origin_names("attempt") == set(_KEYS)
+assert {f.name for f in dataclasses.fields(Call)} == _origin_names("call")
+
+# --- the spool's lines: a header ("h") per file, then "s" (started) and "f" (finished) ----
+
+HEADER, STARTED, FINISHED = "h", "s", "f"
+
+
+def header_line(call: Call) -> bytes:
+    return _line({"k": HEADER, **dataclasses.asdict(call)})
+
+
+def attempt_line(kind: str, attempt: Attempt) -> bytes:
+    """A started or finished line: each set value under its column's short key."""
+    values = {_KEYS[name]: v for name, v in _items(attempt) if v is not None}
+    return _line({"k": kind, **values})
+
+
+def _items(attempt: Attempt) -> list[tuple[str, Any]]:
+    return [(f.name, getattr(attempt, f.name)) for f in dataclasses.fields(Attempt)]
+
+
+def _line(values: Mapping[str, Any]) -> bytes:
+    return (json.dumps(values, separators=(",", ":")) + "\n").encode()
+
+
+def parse_line(raw: bytes) -> tuple[str, Call | Attempt]:
+    """(kind, what the line holds) of one whole spool line."""
+    values = json.loads(raw)
+    kind = values.pop("k")
+    if kind == HEADER:
+        return kind, Call(**values)
+    return kind, Attempt(**{name: values.get(key) for name, key in _KEYS.items()})
+
+
+def usage_row(call: Call, attempt: Attempt, *, finished: bool) -> dict[str, Any]:
+    """The usage table's row for `attempt`; unfinished, it is a placeholder with no answer."""
+    if not finished:
+        attempt = Attempt(attempt.request_id, attempt.event_time, attempt.attempt, attempt.rows)
+    values: dict[str, Any] = {**dataclasses.asdict(call), **dict(_items(attempt))}
+    when = datetime.fromtimestamp(attempt.event_time, UTC)
+    tokens_in, tokens_out = attempt.input_tokens, attempt.output_tokens
+    values.update(
+        event_time=when,
+        event_date=when.date(),
+        request_tags=dict(call.request_tags) if call.request_tags else None,
+        total_tokens=None if tokens_in is None else tokens_in + (tokens_out or 0),
+        token_details=None,
+        tokens_estimated=bool(attempt.tokens_estimated) if finished else None,
+        error_message=attempt.error_message if finished else NO_ANSWER,
+    )
+    return {name: values[name] for name in NAMES}

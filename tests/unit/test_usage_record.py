@@ -1,0 +1,105 @@
+"""The usage record is defined once: its field table makes the DDL, the Arrow schema, the
+spool's lines and the rows, and each of those agrees with it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from aiquery.usage.record import (
+    ARROW_SCHEMA,
+    COLUMNS,
+    DDL,
+    FINISHED,
+    HEADER,
+    NAMES,
+    NO_ANSWER,
+    STARTED,
+    Attempt,
+    Call,
+    attempt_line,
+    header_line,
+    parse_line,
+    usage_row,
+)
+
+CALL = Call(
+    invocation_id="inv",
+    endpoint_name="databricks-gpt-5-4",
+    endpoint_id="abc",
+    destination_type="PAY_PER_TOKEN_FOUNDATION_MODEL",
+    destination_name="databricks-gpt-5-4",
+    destination_model="databricks-gpt-5-4",
+    requester="ana",
+    api_type="serving-endpoints/invocations",
+    url="http://127.0.0.1:1/serving-endpoints/databricks-gpt-5-4/invocations",
+    user_agent="aiquery/0.1.0",
+    request_tags={"team": "ml"},
+    spark_app_id="app-1",
+    spark_task="3.1.0",
+)
+DONE = Attempt(
+    request_id="r1",
+    event_time=1_800_000_000.25,
+    attempt=2,
+    rows=1,
+    status_code=200,
+    latency_ms=104,
+    time_to_first_byte_ms=101,
+    routing_information="srv-9",
+    input_tokens=12,
+    output_tokens=5,
+    tokens_estimated=False,
+)
+
+
+def test_the_ddl_and_the_arrow_schema_list_every_column_in_table_order() -> None:
+    positions = [DDL.index(f"{c.name} {c.sql_type}") for c in COLUMNS]
+    assert positions == sorted(positions) and DDL.startswith("request_id STRING, ")
+    assert ARROW_SCHEMA.names == list(NAMES)
+    # Databricks' columns come first, in Databricks' order.
+    assert NAMES[:3] == ("request_id", "invocation_id", "event_time")
+    assert NAMES.index("routing_information") < NAMES.index("event_date")
+
+
+def test_the_record_types_hold_exactly_the_columns_of_their_origin() -> None:
+    by_origin = {o: {c.name for c in COLUMNS if c.origin == o} for o in ("call", "attempt")}
+    assert {f.name for f in dataclasses.fields(Call)} == by_origin["call"]
+    assert {f.name for f in dataclasses.fields(Attempt)} == by_origin["attempt"]
+    keys = [c.key for c in COLUMNS if c.key is not None]
+    assert len(keys) == len(set(keys)) == len(by_origin["attempt"])
+
+
+def test_spool_lines_round_trip_with_short_keys() -> None:
+    line = attempt_line(FINISHED, DONE)
+    assert line.endswith(b"\n") and b"\n" not in line[:-1]
+    assert json.loads(line)["s"] == 200 and "status_code" not in json.loads(line)
+    assert parse_line(line) == (FINISHED, DONE)
+    started = Attempt("r2", 1.5, 1, 3)
+    assert parse_line(attempt_line(STARTED, started)) == (STARTED, started)
+    assert parse_line(header_line(CALL)) == (HEADER, CALL)
+
+
+def test_rows_carry_every_column_and_build_an_arrow_table() -> None:
+    finished = usage_row(CALL, DONE, finished=True)
+    placeholder = usage_row(CALL, Attempt("r2", 1_800_000_001.0, 1, 1), finished=False)
+    assert list(finished) == list(NAMES) == list(placeholder)
+    assert finished["event_time"] == datetime.fromtimestamp(DONE.event_time, UTC)
+    assert finished["event_date"] == finished["event_time"].date()
+    assert (finished["total_tokens"], finished["status_code"], finished["attempt"]) == (17, 200, 2)
+    assert finished["request_tags"] == {"team": "ml"} and finished["error_message"] is None
+    assert placeholder["status_code"] is None and placeholder["latency_ms"] is None
+    assert placeholder["error_message"] == NO_ANSWER and placeholder["total_tokens"] is None
+    table = pa.Table.from_pylist([finished, placeholder], schema=ARROW_SCHEMA)
+    assert table.num_rows == 2 and table.column("rows").to_pylist() == [1, 1]
+
+
+def test_a_placeholder_ignores_anything_but_what_a_started_line_holds() -> None:
+    # A finished attempt read as unfinished (its finish line in a later part of the file)
+    # must not claim an answer yet.
+    row = usage_row(CALL, DONE, finished=False)
+    assert row["status_code"] is None and row["input_tokens"] is None
+    assert row["tokens_estimated"] is None and row["error_message"] == NO_ANSWER

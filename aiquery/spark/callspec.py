@@ -26,7 +26,7 @@ from pyspark.sql.types import (
 
 from aiquery.client.engine import EngineSettings
 from aiquery.client.retry import RetryPolicy
-from aiquery.endpoints.registry import Endpoint, Registry, load_registry
+from aiquery.endpoints.registry import EMBEDDED, Endpoint, Registry, load_registry
 from aiquery.errors import (
     ConfigError,
     InvalidModelParametersError,
@@ -35,6 +35,7 @@ from aiquery.errors import (
 )
 from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS
 from aiquery.protocols.tags import RequestTagsError, parse_request_tags, validate_request_tags
+from aiquery.settings import is_local, master, parallelism, setting
 from aiquery.spark import ddl
 from aiquery.usage.driver.settings import usage_context
 from aiquery.usage.executor import UsageContext
@@ -70,7 +71,7 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     ),
 }
 _RESERVED = ("messages", "prompt", "input", "model", "stream", "response_format")
-TAGS_CONF = "aiquery.requestTags"
+TAGS_SETTING = "requestTags"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,8 @@ def analyze(
 ) -> CallSpec:
     """Check one call's arguments and resolve its endpoint; raises an AnalysisError subclass."""
     resolved = (registry or load_registry()).resolve(endpoint)
+    if resolved.base_url == EMBEDDED and not is_local(spark):
+        raise ConfigError(embedded_unreachable(resolved.name, master(spark)))
     task = resolved.task
     params: dict[str, Any] = {}
     if model_parameters:
@@ -137,9 +140,20 @@ def analyze(
         return_type_json=value_type.json(),
         parse_answer=parse,
         fail_on_error=fail_on_error,
-        request_tags=_request_tags(spark, request_tags),
+        request_tags=session_request_tags(spark, request_tags),
         settings=settings or default_settings(spark),
         usage=usage_context(spark),
+    )
+
+
+def embedded_unreachable(name: str, master_url: str) -> str:
+    return (
+        f"Endpoint '{name}' is served by the embedded local emulator, which runs in this "
+        f"driver on 127.0.0.1: executors reach it only in local mode, and this session's "
+        f"master is {master_url}. Point the databricks-* names at a workspace "
+        "(DATABRICKS_HOST and DATABRICKS_TOKEN), or at an emulator the executors can reach "
+        "(`aiquery serve --host <address>`, then DATABRICKS_HOST=http://<address>:<port> and "
+        "DATABRICKS_TOKEN), or configure endpoints in aiquery.toml."
     )
 
 
@@ -147,11 +161,11 @@ def default_settings(spark: SparkSession) -> EngineSettings:
     """Engine knobs from the session: `aiquery.concurrencyPerTask`, `aiquery.retryMaxAttempts`."""
     conf = spark.conf
     try:
-        concurrency = int(conf.get("aiquery.concurrencyPerTask", None) or 64)
-        attempts = int(conf.get("aiquery.retryMaxAttempts", None) or RetryPolicy().max_attempts)
+        concurrency = int(setting(conf, "concurrencyPerTask") or 64)
+        attempts = int(setting(conf, "retryMaxAttempts") or RetryPolicy().max_attempts)
         return EngineSettings(
             concurrency=concurrency,
-            parallelism=max(1, spark.sparkContext.defaultParallelism),
+            parallelism=parallelism(spark),
             policy=RetryPolicy(max_attempts=attempts, max_throttled_attempts=max(30, attempts)),
         )
     except ValueError as e:
@@ -215,10 +229,12 @@ def _value_type(endpoint: Endpoint, return_type: str | None) -> tuple[DataType, 
     return parsed, True
 
 
-def _request_tags(spark: SparkSession, call_tags: Mapping[str, str] | None) -> dict[str, str]:
+def session_request_tags(
+    spark: SparkSession, call_tags: Mapping[str, str] | None
+) -> dict[str, str]:
     """Session tags (`SET aiquery.requestTags = '{...}'`) overlaid with the call's own."""
     tags: dict[str, str] = {}
-    raw = (spark.conf.get(TAGS_CONF, None) or "").strip()
+    raw = (setting(spark.conf, TAGS_SETTING) or "").strip()
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
         raw = raw[1:-1]  # SET aiquery.requestTags = '{...}' keeps the quotes
     try:
@@ -228,7 +244,9 @@ def _request_tags(spark: SparkSession, call_tags: Mapping[str, str] | None) -> d
             tags.update(validate_request_tags(call_tags))
         return validate_request_tags(tags)
     except RequestTagsError as e:
-        raise ConfigError(f"Invalid request tags ({TAGS_CONF} or requestTags=): {e}") from None
+        raise ConfigError(
+            f"Invalid request tags (aiquery.{TAGS_SETTING} or requestTags=): {e}"
+        ) from None
 
 
 def _strip_class(message: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pyspark.sql import SparkSession
 
 from aiquery.endpoints.registry import EMBEDDED, Endpoint, Secret
+from aiquery.settings import is_local
 from aiquery.spark.callspec import CallSpec
 from aiquery.usage.driver.committer import start_committing
 
@@ -31,9 +32,12 @@ def bind(spark: SparkSession, spec: CallSpec) -> CallSpec:
 def bind_endpoints(
     spark: SparkSession, endpoints: Mapping[str, Endpoint], *, records_usage: bool
 ) -> dict[str, Endpoint]:
-    """Every endpoint of a registry, reachable, for a UDF that resolves names per query."""
+    """Every endpoint of a registry, reachable, for a UDF that resolves names per query. On
+    a cluster the built-in names stay unbound: executors cannot reach the embedded emulator."""
     if records_usage:
         start_committing(spark)
+    if not is_local(spark):
+        return dict(endpoints)
     return {name: live_endpoint(e) for name, e in endpoints.items()}
 
 

@@ -20,15 +20,23 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.types import StringType
 
 from aiquery.client.engine import EngineSettings
-from aiquery.endpoints.registry import Registry, load_registry
+from aiquery.endpoints.registry import EMBEDDED, Registry, load_registry
 from aiquery.errors import (
     AiQueryError,
+    ConfigError,
     InvalidArgumentError,
     InvalidModelParametersError,
 )
 from aiquery.protocols.common import EMBEDDINGS
+from aiquery.settings import master
 from aiquery.spark import sqllex, sqlscan
-from aiquery.spark.callspec import CallSpec, analyze, default_settings
+from aiquery.spark.callspec import (
+    CallSpec,
+    analyze,
+    default_settings,
+    embedded_unreachable,
+    session_request_tags,
+)
 from aiquery.spark.runtime import bind_endpoints
 from aiquery.spark.udf import arrow_iter_udf, make_udf, run
 from aiquery.usage.driver.committer import flush as flush_usage
@@ -225,11 +233,13 @@ def register(spark: SparkSession) -> None:
     registry = load_registry()
     settings = default_settings(spark)
     usage = usage_context(spark)
+    tags = session_request_tags(spark, None)  # the session's, as set when registering
     # The UDF resolves the endpoint per query, so every endpoint is bound now.
     live = Registry(bind_endpoints(spark, registry.endpoints, records_usage=usage is not None))
+    where = master(spark)
 
     def ai_query(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:
-        yield from _run_two_arg(live, settings, usage, batches)
+        yield from _run_two_arg(live, settings, usage, tags, where, batches)
 
     spark.udf.register(FUNCTION, arrow_iter_udf(ai_query, StringType()))
 
@@ -238,6 +248,8 @@ def _run_two_arg(
     registry: Registry,
     settings: EngineSettings,
     usage: UsageContext | None,
+    tags: Mapping[str, str],
+    master_url: str,
     batches: Iterator[tuple[pa.Array, pa.Array]],
 ) -> Iterator[pa.Array]:
     source = iter(batches)
@@ -251,12 +263,16 @@ def _run_two_arg(
         )
     given = names.pop()
     endpoint = registry.resolve(given)
+    if endpoint.base_url == EMBEDDED:
+        raise ConfigError(embedded_unreachable(endpoint.name, master_url))
     if endpoint.task == EMBEDDINGS:
         raise InvalidArgumentError(
             f"'{endpoint.name}' is an embeddings endpoint and returns ARRAY<FLOAT>; "
             "call it through aiquery.sql(spark, ...) or aiquery.functions.ai_query."
         )
-    spec = CallSpec(endpoint, {}, StringType().json(), False, True, settings=settings, usage=usage)
+    spec = CallSpec(
+        endpoint, {}, StringType().json(), False, True, tags, settings=settings, usage=usage
+    )
 
     def requests() -> Iterator[pa.Array]:
         yield first[1]

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
+from aiquery.settings import is_classic
 from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
 from aiquery.usage.record import ARROW_SCHEMA, DDL, TABLE, Call
@@ -115,7 +116,10 @@ class UsageCommitter:
 
     def _activate(self) -> None:
         # The JVM keeps the active session per thread, and Delta's MERGE looks it up; a
-        # flush from the background thread (its own JVM thread) must set it first.
+        # flush from the background thread (its own JVM thread) must set it first. A Spark
+        # Connect client has no JVM: its server runs each statement in the right session.
+        if not is_classic(self.spark):
+            return
         jvm = self.spark.sparkContext._jvm
         if jvm is not None:
             jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from aiquery.settings import is_classic
 from aiquery.usage.driver.spool import read_events
 from aiquery.usage.record import STARTED, Attempt, Call
 
@@ -148,7 +149,10 @@ class ProgressMonitor:
 
 
 def _spark_tasks(spark: SparkSession) -> tuple[int, int]:
-    """(completed, total) tasks of the stages running now."""
+    """(completed, total) tasks of the stages running now; (0, 0) under Spark Connect, whose
+    clients see no stages."""
+    if not is_classic(spark):
+        return 0, 0
     tracker = spark.sparkContext.statusTracker()
     done = total = 0
     for stage_id in tracker.getActiveStageIds():

@@ -1,6 +1,7 @@
 """Where usage goes, read from the session on the driver. Reading settings starts nothing.
 
-Settings (Spark conf, else environment, else default):
+Settings (`aiquery.*` or `spark.aiquery.*` in the session's conf, else environment, else
+default):
 - `aiquery.usage.enabled` (true): record usage at all;
 - `aiquery.usage.location` / `AIQUERY_USAGE_LOCATION`: the Delta table's directory,
   default `<warehouse>/ai_gateway.db/usage`;
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from aiquery.errors import ConfigError
+from aiquery.settings import setting, spark_user
 from aiquery.usage.executor import UsageContext
 
 if TYPE_CHECKING:
@@ -49,20 +51,20 @@ def _local_path(uri: str, setting: str) -> Path:
 
 def usage_settings(spark: SparkSession) -> UsageSettings:
     conf = spark.conf
-    enabled = (conf.get("aiquery.usage.enabled", None) or "true").lower() != "false"
+    enabled = (setting(conf, "usage.enabled") or "true").lower() != "false"
     warehouse = conf.get("spark.sql.warehouse.dir", None) or "spark-warehouse"
     location = (
-        conf.get("aiquery.usage.location", None)
+        setting(conf, "usage.location")
         or os.environ.get("AIQUERY_USAGE_LOCATION")
         or str(_local_path(warehouse, "spark.sql.warehouse.dir") / "ai_gateway.db" / "usage")
     )
     spool = (
-        conf.get("aiquery.usage.spoolDir", None)
+        setting(conf, "usage.spoolDir")
         or os.environ.get("AIQUERY_USAGE_SPOOL")
         or str(_local_path(warehouse, "spark.sql.warehouse.dir") / "_aiquery_usage_spool")
     )
     try:
-        interval = float(conf.get("aiquery.usage.flushIntervalSeconds", None) or 60)
+        interval = float(setting(conf, "usage.flushIntervalSeconds") or 60)
     except ValueError:
         raise ConfigError("aiquery.usage.flushIntervalSeconds must be a number") from None
     return UsageSettings(
@@ -78,10 +80,9 @@ def usage_context(spark: SparkSession) -> UsageContext | None:
     settings = usage_settings(spark)
     if not settings.enabled:
         return None
-    requester = spark.conf.get("aiquery.usage.requester", None) or spark.sparkContext.sparkUser()
     return UsageContext(
         spool_dir=settings.spool_dir,
-        requester=requester,
+        requester=setting(spark.conf, "usage.requester") or spark_user(spark),
         invocation_id=uuid.uuid4().hex,
-        app_id=spark.sparkContext.applicationId,
+        app_id=spark.conf.get("spark.app.id", None),
     )

@@ -161,7 +161,7 @@ class Chaos:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import aiquery
-    from aiquery.spark.session import local_session
+    from aiquery.spark.session import spark_session
     from aiquery.usage.driver.committer import flush
     from aiquery.usage.record import NO_ANSWER
 
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         }
     )
-    spark = local_session(
+    spark = spark_session(
         "aiquery-soak",
         master="local[2,4]",  # Spark retries a failed task up to 4 times, as on a cluster
         warehouse=root / "warehouse",

@@ -848,7 +848,7 @@ def print_report(
 
 def run(plan: Plan, workloads: str, systems: set[str]) -> dict[str, Any]:
     from aiquery.endpoints.registry import reset_configuration
-    from aiquery.spark.session import local_session
+    from aiquery.spark.session import spark_session
 
     scratch = Path(tempfile.mkdtemp(prefix="aiquery-bench-"))
     results: dict[str, dict[str, Result]] = {}
@@ -863,7 +863,7 @@ def run(plan: Plan, workloads: str, systems: set[str]) -> dict[str, Any]:
             os.environ.pop("AIQUERY_ENDPOINTS", None)
             os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # loopback only
             reset_configuration()
-            spark = local_session(
+            spark = spark_session(
                 "aiquery-throughput",
                 master=f"local[{TASKS}]",
                 warehouse=scratch / "warehouse",

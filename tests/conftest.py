@@ -52,11 +52,12 @@ def workspace(
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from aiquery.spark.session import local_session
+    from aiquery.spark.session import spark_session
 
     root: Path = tmp_path_factory.mktemp("spark")
-    session = local_session(
+    session = spark_session(
         "aiquery-tests",
+        master="local[2]",
         warehouse=root / "warehouse",
         conf={"spark.driver.extraJavaOptions": f"-Dderby.system.home={root / 'derby'}"},
     )

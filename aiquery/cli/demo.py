@@ -11,7 +11,11 @@ from __future__ import annotations
 import random
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 PRODUCTS = (
     ("Aurora wireless headphones", "audio"),
@@ -68,21 +72,16 @@ def sample_reviews(count: int = 300, seed: int = 7) -> list[tuple[int, str, str,
     return rows
 
 
-def run_demo(
-    warehouse: str | Path = "spark-warehouse", rows: int = 300, out: TextIO | None = None
-) -> Path:
-    """Run the demo job; returns the dashboard's path."""
+def run_demo(spark: SparkSession, rows: int = 300, out: TextIO | None = None) -> Path:
+    """Run the demo job in `spark`, under its warehouse; returns the dashboard's path."""
     import aiquery
     from aiquery.functions import ai_query
-    from aiquery.spark.session import local_session
     from aiquery.usage import report
     from aiquery.usage.dashboard import write_dashboard
     from aiquery.usage.driver.settings import usage_settings
 
     out = out or sys.stdout
-    root = Path(warehouse).resolve()
-    spark = local_session("aiquery-demo", warehouse=root)
-    spark.sparkContext.setLogLevel("ERROR")
+    root = Path(urlparse(spark.conf.get("spark.sql.warehouse.dir", None) or "spark-warehouse").path)
     data = root / "aiquery_demo"
 
     def say(text: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aiquery.cli.sessions import add_spark_options, session_from
 from aiquery.errors import AiQueryError
 from aiquery.logs import ENV, LEVELS, setup
 from aiquery.serving.config import (
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--rows", type=int, default=300, help="sample reviews to process (default 300)"
     )
+    add_spark_options(demo)
 
     for name, text in (
         ("sql", "run SQL statements given on the command line"),
@@ -129,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
             "--max-rows", type=int, default=20, help="rows to print per result (default 20)"
         )
         command.add_argument("--no-progress", action="store_true", help="do not show live progress")
+        add_spark_options(command)
 
     commands.add_parser(
         "endpoints",
@@ -162,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument(
         "--flush", action="store_true", help="commit spooled records first (starts Spark)"
     )
+    add_spark_options(usage)
     return parser
 
 
@@ -170,11 +174,10 @@ def _usage(args: argparse.Namespace) -> int:
 
     location = Path(args.table) if args.table else report.default_location()
     if args.flush:
-        from aiquery.spark.session import local_session
         from aiquery.usage.driver.committer import flush
 
-        spark = local_session(
-            "aiquery-usage", conf={"aiquery.usage.location": str(location.resolve())}
+        spark = session_from(
+            args, "aiquery-usage", **{"aiquery.usage.location": str(location.resolve())}
         )
         print(f"committed {flush(spark)} spooled usage records", file=sys.stderr)
     since = report.parse_when(args.since) if args.since else None
@@ -206,11 +209,9 @@ def _run_sql(args: argparse.Namespace) -> int:
     else:
         scripts = [("", args.sql)]
     from aiquery.cli.script import ScriptError, run_script
-    from aiquery.spark.session import local_session
     from aiquery.usage.driver.progress import progress
 
-    spark = local_session("aiquery-sql", warehouse=args.warehouse)
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = session_from(args, "aiquery-sql", warehouse=args.warehouse)
     try:
         for name, text in scripts:
             if name:
@@ -251,7 +252,7 @@ def _endpoints() -> int:
 def _demo(args: argparse.Namespace) -> int:
     from aiquery.cli.demo import run_demo
 
-    run_demo(args.warehouse, rows=args.rows)
+    run_demo(session_from(args, "aiquery-demo", warehouse=args.warehouse), rows=args.rows)
     return 0
 
 

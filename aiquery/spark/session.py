@@ -1,4 +1,4 @@
-"""A local SparkSession with Delta Lake, the way aiquery's CLI, notebooks and tests start one.
+"""A SparkSession with Delta Lake, the way aiquery's CLI, notebooks and tests start one.
 
 Delta's jars are resolved by Spark's own Maven resolver (`spark.jars.packages`, via
 delta-spark's `configure_spark_with_delta_pip`) from Maven Central on first start and
@@ -18,21 +18,34 @@ DELTA_CONF = {
 }
 
 
-def local_session(
+def spark_session(
     app_name: str = "aiquery",
     *,
-    master: str = "local[2]",
+    master: str | None = None,
+    remote: str | None = None,
     warehouse: str | Path | None = None,
     conf: dict[str, Any] | None = None,
 ) -> SparkSession:
-    """Get or create a local SparkSession with Delta Lake configured.
+    """Get or create a SparkSession with Delta Lake configured.
 
-    `warehouse` is where managed tables (and, by default, the usage table) live;
-    it defaults to `./spark-warehouse` as in plain Spark.
+    `master` chooses where it runs; without it Spark's own choice stands (`spark-submit
+    --master`, `MASTER`, spark-defaults.conf, `PYSPARK_SUBMIT_ARGS`), and `local[*]` when
+    nothing chose. `remote` (`sc://host:port`) connects to a Spark Connect server instead,
+    which brings its own Delta and warehouse; `conf` is then set on the session.
+    `warehouse` is where managed tables (and, by default, the usage table) live; it
+    defaults to `./spark-warehouse` as in plain Spark.
     """
+    if remote is not None:
+        session = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
+        for key, value in (conf or {}).items():
+            session.conf.set(key, value)
+        return session
+
     from delta import configure_spark_with_delta_pip
 
-    builder = SparkSession.builder.master(master).appName(app_name)
+    builder = SparkSession.builder.appName(app_name)
+    if master is not None:
+        builder = builder.master(master)
     settings: dict[str, Any] = {
         **DELTA_CONF,
         "spark.ui.enabled": "false",

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiquery
 from aiquery.serving.control import EmulatorControl
-from aiquery.spark.session import local_session
+from aiquery.spark.session import spark_session
 from aiquery.usage.driver.committer import flush
 
 ROWS = 3000
@@ -115,7 +115,7 @@ def main() -> None:
     control = EmulatorControl(os.environ["DATABRICKS_HOST"], os.environ["AIQUERY_TEST_ADMIN"])
     control.reset()
     root = os.environ["AIQUERY_TEST_DIR"]
-    spark = local_session(
+    spark = spark_session(
         "aiquery-process-faults",
         master="local[2,4]",  # up to 4 attempts per task, like a cluster
         warehouse=f"{root}/warehouse",

@@ -1,0 +1,37 @@
+"""A `spark-submit`ted job for the cluster tier: one ai_query column into Delta, then a report.
+
+Usage: spark-submit ... cluster_job.py <output path> even|skewed. Prints one JSON line:
+rows written, distinct ids, rows answered.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import aiquery
+from aiquery.spark.session import spark_session
+
+SOURCES = {
+    "even": "SELECT id FROM range(0, 160, 1, 4)",
+    # One slow partition of 40 rows beside three of one row: a straggler to speculate on.
+    "skewed": "SELECT id FROM range(0, 40, 1, 1) UNION ALL SELECT id FROM range(40, 43, 1, 3)",
+}
+
+if __name__ == "__main__":
+    out, shape = sys.argv[1], sys.argv[2]
+    spark = spark_session("aiquery-cluster-job")
+    spark.sql(SOURCES[shape]).createOrReplaceTempView("src")
+    aiquery.sql(
+        spark,
+        "SELECT id, ai_query('databricks-gpt-5-4', concat('Summarize: Row ', id, ' is here. More.'), "
+        "failOnError => false) AS a FROM src",
+    ).write.format("delta").mode("overwrite").save(out)
+    written = spark.read.format("delta").load(out)
+    report = {
+        "rows": written.count(),
+        "ids": written.select("id").distinct().count(),
+        "answered": written.where("a.result IS NOT NULL").count(),
+    }
+    aiquery.flush_usage(spark)
+    print(json.dumps(report))

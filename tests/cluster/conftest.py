@@ -1,0 +1,62 @@
+"""A real Spark standalone cluster on loopback: a master and two workers, each worker with its
+own work directory and HOME, started with the `spark-class` that PySpark ships.
+
+The tests import the helpers of `standalone.py` by plain name (this directory is put on
+sys.path below, as pytest's default import mode does anyway).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = str(Path(__file__).parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from standalone import SPARK_CLASS, Cluster, answers, free_port, start, wait  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root: Path = tmp_path_factory.mktemp("cluster")
+    port, web = free_port(), free_port()
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    processes = [
+        start(
+            [SPARK_CLASS, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+             "--port", str(port), "--webui-port", str(web)],
+            root / "master.log",
+            env,
+        )
+    ]  # fmt: skip
+    found = Cluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{web}", root)
+    try:
+        wait(lambda: answers(found), "the master's web UI", processes)
+        for n in (1, 2):
+            home = root / f"worker{n}-home"
+            home.mkdir()
+            processes.append(
+                start(
+                    [SPARK_CLASS, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                     "--cores", "1", "--memory", "1g", "--webui-port", "0",
+                     "--work-dir", str(root / f"worker{n}-work"), found.master_url],
+                    root / f"worker{n}.log",
+                    {**env, "HOME": str(home)},
+                )
+            )  # fmt: skip
+        wait(
+            lambda: sum(w["state"] == "ALIVE" for w in found.state()["workers"]) == 2,
+            "two workers registered",
+            processes,
+        )
+        yield found
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -1,0 +1,241 @@
+"""aiquery on a real standalone cluster: the CLI with `--master`, a `spark-submit`ted job with
+`spark.aiquery.*` settings, usage exactly once per request, and the embedded default refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyspark
+import pytest
+from standalone import Cluster
+
+from aiquery.serving.control import EmulatorControl
+from aiquery.serving.server import EmulatorServer
+from aiquery.usage.report import load_rows
+
+pytestmark = pytest.mark.cluster
+
+DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"  # the driver's JVM starts before Python
+# Two 1-core workers with 1 GB each: small executors, one per worker.
+SMALL = ("--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=2")
+SUBMIT_JOB = """
+import aiquery
+from aiquery.spark.session import spark_session
+
+spark = spark_session("aiquery-submit")  # no master here: spark-submit's stands
+print("master", spark.conf.get("spark.master"))
+frame = aiquery.sql(
+    spark, "SELECT ai_query('databricks-gpt-5-4', concat('Summarize: Row ', id, ' is here. More.')) AS a FROM range(12)"
+)
+print("answered", frame.where("a IS NOT NULL").count())
+aiquery.flush_usage(spark)
+"""
+
+
+def _env(emulator: EmulatorServer | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "AIQUERY_"))}
+    if emulator is not None:
+        env.update(DATABRICKS_HOST=emulator.url, DATABRICKS_TOKEN=emulator.token)
+    return env
+
+
+def cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aiquery.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _why(done: subprocess.CompletedProcess[str]) -> str:
+    """The Python error in a failed run's output, without Spark's INFO lines."""
+    lines = [line for line in done.stderr.splitlines() if " INFO " not in line]
+    start = next(
+        (i for i, line in enumerate(lines) if "Traceback" in line), max(0, len(lines) - 40)
+    )
+    return "\n".join(lines[start : start + 60])
+
+
+def _usage_ids(warehouse: Path) -> list[str]:
+    return sorted(r["request_id"] for r in load_rows(warehouse / "ai_gateway.db" / "usage"))
+
+
+def _apps(cluster: Cluster) -> list[str]:
+    state = cluster.state()
+    return [a["name"] for a in state["activeapps"] + state["completedapps"]]
+
+
+def test_aiquery_run_on_the_cluster_records_each_request_once(
+    cluster: Cluster, emulator: EmulatorServer, control: EmulatorControl, tmp_path: Path
+) -> None:
+    job = tmp_path / "job.sql"
+    job.write_text(
+        """SET aiquery.requestTags = '{"tier": "cluster"}';
+        SELECT count(*) AS answered FROM (
+          SELECT ai_query('databricks-gpt-5-4', concat('Summarize: Review ', id, ' is fine. More.')) AS a
+          FROM range(40)) WHERE a IS NOT NULL;"""
+    )
+    warehouse = tmp_path / "warehouse"
+    done = cli(
+        ["run", str(job), "--master", cluster.master_url, "--warehouse", str(warehouse),
+         "--no-progress", *SMALL],
+        _env(emulator),
+        tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, _why(done)
+    assert "40" in done.stdout.splitlines()[-1]
+    assert "aiquery-sql" in _apps(cluster)  # it ran on the cluster, not in local mode
+    served = control.requests()
+    assert len(served) == 40
+    assert _usage_ids(warehouse) == sorted(r["request_id"] for r in served)
+    assert all(r["request_tags"] == {"tier": "cluster"} for r in served)
+
+
+def test_a_spark_submitted_job_keeps_its_master_and_its_spark_aiquery_settings(
+    cluster: Cluster, emulator: EmulatorServer, control: EmulatorControl, tmp_path: Path
+) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(SUBMIT_JOB)
+    warehouse = tmp_path / "warehouse"
+    submit = str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
+    done = subprocess.run(
+        [submit, "--master", cluster.master_url, "--packages", DELTA_PACKAGE, *SMALL,
+         "--conf", f"spark.sql.warehouse.dir={warehouse}",
+         "--conf", 'spark.aiquery.requestTags={"tier": "submit"}',
+         "--conf", "spark.aiquery.usage.requester=scheduler",
+         str(script)],
+        env={**_env(emulator), "PYSPARK_PYTHON": sys.executable},
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, _why(done)
+    assert f"master {cluster.master_url}" in done.stdout
+    assert "answered 12" in done.stdout
+    assert "Ignoring non-Spark config property" not in done.stderr
+    served = control.requests()
+    assert len(served) == 12 and all(r["request_tags"] == {"tier": "submit"} for r in served)
+    rows = load_rows(warehouse / "ai_gateway.db" / "usage")
+    assert sorted(r["request_id"] for r in rows) == sorted(r["request_id"] for r in served)
+    assert {r["requester"] for r in rows} == {"scheduler"}
+
+
+def test_the_embedded_default_is_refused_on_a_cluster_with_the_way_out(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    done = cli(
+        ["sql", "SELECT ai_query('databricks-gpt-5-4', 'hello') AS a", "--master",
+         cluster.master_url, "--warehouse", str(tmp_path / "warehouse"), *SMALL],
+        _env(None),
+        tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "embedded local emulator" in done.stderr and cluster.master_url in done.stderr
+    assert "aiquery serve --host" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- faults on the cluster: nothing lost, nothing doubled -----------------------------------
+
+JOB = Path(__file__).with_name("cluster_job.py")
+
+
+def _executor_pids() -> list[int]:
+    """Executor JVMs on this machine (the cluster tier's are the only ones)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if proc.name.isdigit() and b"CoarseGrainedExecutorBackend" in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _submit(cluster: Cluster, emulator: EmulatorServer, tmp_path: Path, shape: str,
+            *conf: str) -> subprocess.Popen[str]:  # fmt: skip
+    submit = str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
+    command = [
+        submit, "--master", cluster.master_url, "--packages", DELTA_PACKAGE, *SMALL,
+        "--conf", f"spark.sql.warehouse.dir={tmp_path / 'warehouse'}",
+        *(arg for setting in conf for arg in ("--conf", setting)),
+        str(JOB), str(tmp_path / "out"), shape,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command,
+        env={**_env(emulator), "PYSPARK_PYTHON": sys.executable},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _report(job: subprocess.Popen[str]) -> dict[str, Any]:
+    stdout, stderr = job.communicate(timeout=600)
+    done = subprocess.CompletedProcess(job.args, job.returncode, stdout, stderr)
+    assert job.returncode == 0, _why(done)
+    report: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return report
+
+
+def _assert_usage_is_the_server_log(warehouse: Path, served: list[dict[str, Any]]) -> list[Any]:
+    rows = load_rows(warehouse / "ai_gateway.db" / "usage")
+    ids = [r["request_id"] for r in rows]
+    assert len(ids) == len(set(ids)), "a request has two usage rows"
+    served_ids = {r["request_id"] for r in served}
+    assert served_ids <= set(ids), "a request the server saw has no usage row"
+    # Rows the server never saw: requests a dying worker recorded as started, unanswered.
+    assert all(r["status_code"] is None for r in rows if r["request_id"] not in served_ids)
+    return rows
+
+
+def test_a_whole_executor_killed_mid_job_loses_and_doubles_nothing(
+    cluster: Cluster, emulator: EmulatorServer, control: EmulatorControl, tmp_path: Path
+) -> None:
+    control.set_faults(latency_ms=150)
+    job = _submit(cluster, emulator, tmp_path, "even", "spark.aiquery.concurrencyPerTask=4")
+    try:
+        deadline = time.monotonic() + 300
+        while len(control.requests()) < 30:  # the job is sending: now kill an executor
+            assert job.poll() is None and time.monotonic() < deadline, "the job never got going"
+            time.sleep(0.2)
+        victims = _executor_pids()
+        assert victims
+        os.kill(victims[0], signal.SIGKILL)
+        report = _report(job)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert report == {"rows": 160, "ids": 160, "answered": 160}  # Spark reran the lost tasks
+    served = control.requests()
+    rows = _assert_usage_is_the_server_log(tmp_path / "warehouse", served)
+    assert len(served) >= 160
+    assert {r["spark_app_id"] for r in rows} and all(r["spark_task"] for r in rows)
+
+
+def test_speculative_copies_of_a_straggler_double_no_row(
+    cluster: Cluster, emulator: EmulatorServer, control: EmulatorControl, tmp_path: Path
+) -> None:
+    control.set_faults(latency_ms=200)
+    job = _submit(
+        cluster, emulator, tmp_path, "skewed",
+        "spark.aiquery.concurrencyPerTask=1", "spark.speculation=true",
+        "spark.speculation.interval=200ms", "spark.speculation.quantile=0.5",
+        "spark.speculation.multiplier=2",
+    )  # fmt: skip
+    report = _report(job)
+    assert report == {"rows": 43, "ids": 43, "answered": 43}
+    served = control.requests()
+    rows = _assert_usage_is_the_server_log(tmp_path / "warehouse", served)
+    attempts = {r["spark_task"].rsplit(".", 1)[1] for r in rows if r["spark_task"]}
+    assert "1" in attempts, "no speculative copy ran: the test proves nothing"
+    assert len(served) > 43  # both copies of the straggler sent requests, each one row

@@ -1,0 +1,70 @@
+"""A real Spark Connect server (with Delta) on a loopback port, for the connect tier."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyspark
+import pytest
+
+from aiquery.spark.session import DELTA_CONF
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root: Path = tmp_path_factory.mktemp("connect")
+    port = _free_port()
+    conf = {
+        **DELTA_CONF,
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.sql.warehouse.dir": str(root / "warehouse"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={root / 'derby'}",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.databricks.delta.snapshotPartitions": "2",
+    }
+    command = [
+        str(Path(pyspark.__file__).parent / "bin" / "spark-submit"),
+        *("--class", SERVER_CLASS, "--master", "local[2]", "--packages", DELTA_PACKAGE),
+        *(arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")),
+        "spark-internal",
+    ]
+    log = (root / "server.log").open("wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the Spark Connect server exited; see {root / 'server.log'}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Spark Connect server did not start in 240 s") from None
+                time.sleep(0.5)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()

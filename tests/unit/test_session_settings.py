@@ -69,3 +69,28 @@ def test_the_embedded_default_is_refused_at_analysis_on_a_cluster(
     message = str(caught.value)
     assert "spark://10.1.2.3:7077" in message and "DATABRICKS_HOST" in message
     assert "aiquery serve --host" in message
+
+
+def test_the_usage_table_follows_a_warehouse_on_object_storage() -> None:
+    from aiquery.usage.driver.settings import usage_settings
+
+    spark = session(
+        **{
+            "spark.sql.warehouse.dir": "s3a://lake/wh/",
+            "spark.aiquery.usage.spoolDir": "/mnt/nfs/spool",
+        }
+    )
+    settings = usage_settings(spark)  # type: ignore[arg-type]
+    assert settings.location == "s3a://lake/wh/ai_gateway.db/usage"
+    assert settings.spool_dir == "/mnt/nfs/spool"
+
+
+def test_a_spool_on_object_storage_is_refused_with_the_fix() -> None:
+    from aiquery.usage.driver.settings import usage_settings
+
+    with pytest.raises(ConfigError, match=r"set aiquery.usage.spoolDir.*s3a://lake/wh/ai_gateway"):
+        usage_settings(session(**{"spark.sql.warehouse.dir": "s3a://lake/wh"}))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="not object storage"):
+        usage_settings(session(**{"aiquery.usage.spoolDir": "s3a://lake/spool"}))  # type: ignore[arg-type]
+    off = session(**{"spark.sql.warehouse.dir": "s3a://lake/wh", "aiquery.usage.enabled": "false"})
+    assert not usage_settings(off).enabled  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ Settings (`aiquery.*` or `spark.aiquery.*` in the session's conf, else environme
 default):
 - `aiquery.usage.enabled` (true): record usage at all;
 - `aiquery.usage.location` / `AIQUERY_USAGE_LOCATION`: the Delta table's directory,
-  default `<warehouse>/ai_gateway.db/usage`;
+  default `<warehouse>/ai_gateway.db/usage` (the warehouse URL as it is: s3a:// too);
 - `aiquery.usage.spoolDir` / `AIQUERY_USAGE_SPOOL`: the spool, default
   `<warehouse>/_aiquery_usage_spool`; on a cluster it must be storage every executor
   and the driver can reach (a shared mount);
@@ -39,40 +39,51 @@ class UsageSettings:
     flush_interval_s: float
 
 
-def _local_path(uri: str, setting: str) -> Path:
+def _local_path(uri: str) -> Path | None:
+    """The path of a local (or mounted) directory URL; None for object storage and HDFS."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         return Path(parsed.path if parsed.scheme else uri)
-    raise ConfigError(
-        f"{setting} is {uri!r}; aiquery's usage spool needs a local or mounted path. "
-        "Set aiquery.usage.spoolDir (and aiquery.usage.location) to a shared mount."
-    )
+    return None
 
 
 def usage_settings(spark: SparkSession) -> UsageSettings:
     conf = spark.conf
     enabled = (setting(conf, "usage.enabled") or "true").lower() != "false"
     warehouse = conf.get("spark.sql.warehouse.dir", None) or "spark-warehouse"
+    local_warehouse = _local_path(warehouse)
+    # The table may live wherever the warehouse does (s3a://, abfss://, hdfs://: as it is).
     location = (
         setting(conf, "usage.location")
         or os.environ.get("AIQUERY_USAGE_LOCATION")
-        or str(_local_path(warehouse, "spark.sql.warehouse.dir") / "ai_gateway.db" / "usage")
+        or (
+            str(local_warehouse / "ai_gateway.db" / "usage")
+            if local_warehouse is not None
+            else warehouse.rstrip("/") + "/ai_gateway.db/usage"
+        )
     )
-    spool = (
-        setting(conf, "usage.spoolDir")
-        or os.environ.get("AIQUERY_USAGE_SPOOL")
-        or str(_local_path(warehouse, "spark.sql.warehouse.dir") / "_aiquery_usage_spool")
-    )
+    spool = setting(conf, "usage.spoolDir") or os.environ.get("AIQUERY_USAGE_SPOOL")
+    if spool is None:
+        if local_warehouse is None and enabled:
+            raise ConfigError(
+                f"The warehouse is {warehouse}, and aiquery's usage spool needs a directory "
+                "that every executor and the driver can reach (a shared mount such as NFS, or "
+                "any local directory in local mode): set aiquery.usage.spoolDir (or "
+                "spark.aiquery.usage.spoolDir); the usage table goes to "
+                f"{location}. Or set aiquery.usage.enabled=false."
+            )
+        spool = str((local_warehouse or Path("spark-warehouse")) / "_aiquery_usage_spool")
+    spool_path = _local_path(spool)
+    if spool_path is None:
+        raise ConfigError(
+            f"aiquery.usage.spoolDir is {spool!r}; the usage spool needs a local or mounted "
+            "path (a shared mount on a cluster), not object storage."
+        )
     try:
         interval = float(setting(conf, "usage.flushIntervalSeconds") or 60)
     except ValueError:
         raise ConfigError("aiquery.usage.flushIntervalSeconds must be a number") from None
-    return UsageSettings(
-        enabled,
-        location,
-        str(_local_path(spool, "aiquery.usage.spoolDir").resolve()),
-        interval,
-    )
+    return UsageSettings(enabled, location, str(spool_path.resolve()), interval)
 
 
 def usage_context(spark: SparkSession) -> UsageContext | None:

@@ -116,6 +116,11 @@ class Protocol:
         return f"{self.api_prefix if prefix is None else prefix}/{name}"
 
 
+def _body_only(codec: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
+    """A one-argument codec in a row's two-argument slot (the count or the model unused)."""
+    return lambda body, _: codec(body)
+
+
 def _op(
     task: str,
     path: str,
@@ -142,16 +147,16 @@ def _openai_operations(*, with_model: bool, invocations: str | None) -> dict[str
                 CHAT,
                 *path("chat/completions"),
                 partial(oai.encode_chat_request, with_model=with_model),
-                lambda body, _n: oai.decode_chat_response(body),
-                lambda body, _model: oai.decode_chat_request(body),
+                _body_only(oai.decode_chat_response),
+                _body_only(oai.decode_chat_request),
                 oai.encode_chat_response,
             ),
             _op(
                 COMPLETIONS,
                 *path("completions"),
                 partial(oai.encode_completion_request, with_model=with_model),
-                lambda body, _n: oai.decode_completion_response(body),
-                lambda body, _model: oai.decode_completion_request(body),
+                _body_only(oai.decode_completion_response),
+                _body_only(oai.decode_completion_request),
                 oai.encode_completion_response,
             ),
             _op(
@@ -159,7 +164,7 @@ def _openai_operations(*, with_model: bool, invocations: str | None) -> dict[str
                 *path("embeddings"),
                 partial(oai.encode_embedding_request, with_model=with_model),
                 oai.decode_embedding_response,
-                lambda body, _model: oai.decode_embedding_request(body),
+                _body_only(oai.decode_embedding_request),
                 oai.encode_embedding_response,
             ),
         ]
@@ -184,7 +189,7 @@ PROTOCOLS: Mapping[str, Protocol] = {
                     "invocations",
                     custom.encode_request,
                     custom.decode_response,
-                    lambda body, _model: custom.decode_request(body),
+                    _body_only(custom.decode_request),
                     custom.encode_response,
                 )[1],
             },
@@ -208,8 +213,8 @@ PROTOCOLS: Mapping[str, Protocol] = {
                         "/responses",
                         "responses",
                         responses.encode_request,
-                        lambda body, _n: responses.decode_response(body),
-                        lambda body, _model: responses.decode_request(body),
+                        _body_only(responses.decode_response),
+                        _body_only(responses.decode_request),
                         responses.encode_response,
                     )
                 ]
@@ -227,8 +232,8 @@ PROTOCOLS: Mapping[str, Protocol] = {
                         "/v1/messages",
                         "messages",
                         anthropic.encode_request,
-                        lambda body, _n: anthropic.decode_response(body),
-                        lambda body, _model: anthropic.decode_request(body),
+                        _body_only(anthropic.decode_response),
+                        _body_only(anthropic.decode_request),
                         anthropic.encode_response,
                     )
                 ]
@@ -247,7 +252,7 @@ PROTOCOLS: Mapping[str, Protocol] = {
                         "/{version}/models/{model}:generateContent",
                         "{version}/generateContent",
                         gemini.encode_request,
-                        lambda body, _n: gemini.decode_response(body),
+                        _body_only(gemini.decode_response),
                         gemini.decode_request,
                         gemini.encode_response,
                     )

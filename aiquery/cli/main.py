@@ -97,14 +97,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Sample reviews → ai_query summaries and embeddings in Delta → usage table and dashboard.",
     )
     demo.add_argument(
-        "--warehouse",
-        default="spark-warehouse",
-        help="where tables and usage go (default ./spark-warehouse)",
-    )
-    demo.add_argument(
         "--rows", type=int, default=300, help="sample reviews to process (default 300)"
     )
-    add_spark_options(demo)
+    add_spark_options(demo, warehouse=True)
 
     for name, text in (
         ("sql", "run SQL statements given on the command line"),
@@ -123,15 +118,10 @@ def _parser() -> argparse.ArgumentParser:
                 "files", nargs="+", metavar="FILE", help=".sql files, run in order"
             )
         command.add_argument(
-            "--warehouse",
-            default="spark-warehouse",
-            help="Spark warehouse (default ./spark-warehouse)",
-        )
-        command.add_argument(
             "--max-rows", type=int, default=20, help="rows to print per result (default 20)"
         )
         command.add_argument("--no-progress", action="store_true", help="do not show live progress")
-        add_spark_options(command)
+        add_spark_options(command, warehouse=True)
 
     commands.add_parser(
         "endpoints",
@@ -165,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument(
         "--flush", action="store_true", help="commit spooled records first (starts Spark)"
     )
-    add_spark_options(usage)
+    add_spark_options(usage, warehouse=False)
     return parser
 
 

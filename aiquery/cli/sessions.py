@@ -9,8 +9,14 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def add_spark_options(parser: argparse.ArgumentParser) -> None:
+def add_spark_options(parser: argparse.ArgumentParser, *, warehouse: bool) -> None:
     group = parser.add_argument_group("where Spark runs")
+    if warehouse:
+        group.add_argument(
+            "--warehouse",
+            default="spark-warehouse",
+            help="where tables and the usage table go (default ./spark-warehouse)",
+        )
     group.add_argument(
         "--master",
         help="Spark master URL, e.g. spark://host:7077 or local[4] (default: what spark-submit, "

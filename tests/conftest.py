@@ -1,7 +1,13 @@
-"""Shared fixtures: one emulator per session (reset per test) and one local SparkSession."""
+"""Shared fixtures: one emulator per session (reset per test) and one local SparkSession.
+
+Every Spark process the tests start (this one's JVM, CLI and spark-submit subprocesses, the
+cluster and Connect servers) inherits SPARK_LOCAL_IP, so Spark binds and advertises loopback
+addresses only, never the machine's own interface address.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +15,8 @@ import pytest
 
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.server import EmulatorServer
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """A real Spark standalone cluster on loopback: a master and two workers, each worker with its
-own work directory and HOME, started with the `spark-class` that PySpark ships.
+own work directory, HOME and loopback address (127.0.0.1 and 127.0.0.2, so two hosts as
+Spark sees them), started with the `spark-class` that PySpark ships.
 
 The tests import the helpers of `standalone.py` by plain name (this directory is put on
 sys.path below, as pytest's default import mode does anyway).
@@ -43,11 +44,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             home.mkdir()
             processes.append(
                 start(
-                    [SPARK_CLASS, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                    [SPARK_CLASS, "org.apache.spark.deploy.worker.Worker", "--host", f"127.0.0.{n}",
                      "--cores", "1", "--memory", "1g", "--webui-port", "0",
                      "--work-dir", str(root / f"worker{n}-work"), found.master_url],
                     root / f"worker{n}.log",
-                    {**env, "HOME": str(home)},
+                    # Each worker (and its executors) on its own loopback address: two
+                    # hosts, as Spark sees them, so speculative copies have somewhere to go.
+                    {**env, "HOME": str(home), "SPARK_LOCAL_IP": f"127.0.0.{n}"},
                 )
             )  # fmt: skip
         wait(

@@ -137,14 +137,18 @@ def header_line(call: Call) -> bytes:
     return _line({"k": HEADER, **dataclasses.asdict(call)})
 
 
+# (field, spool key) of every Attempt field, looked up once: lines are written per request.
+_ATTEMPT_KEYS = tuple((f.name, _KEYS[f.name]) for f in dataclasses.fields(Attempt))
+
+
 def attempt_line(kind: str, attempt: Attempt) -> bytes:
     """A started or finished line: each set value under its column's short key."""
-    values = {_KEYS[name]: v for name, v in _items(attempt) if v is not None}
+    values = {key: v for name, key in _ATTEMPT_KEYS if (v := getattr(attempt, name)) is not None}
     return _line({"k": kind, **values})
 
 
 def _items(attempt: Attempt) -> list[tuple[str, Any]]:
-    return [(f.name, getattr(attempt, f.name)) for f in dataclasses.fields(Attempt)]
+    return [(name, getattr(attempt, name)) for name, _ in _ATTEMPT_KEYS]
 
 
 def _line(values: Mapping[str, Any]) -> bytes:

@@ -159,6 +159,7 @@ class BatchEngine:
             await asyncio.gather(*self._workers, return_exceptions=True)
             if self.client is not None:
                 await self.client.transport.close()
+                await self.client.recorder.drain()
 
         try:
             self._loop.run_until_complete(shutdown())

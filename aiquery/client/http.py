@@ -42,12 +42,16 @@ log = logging.getLogger("aiquery")
 class Recorder(Protocol):
     """Where attempts are recorded: `started` just before a request is sent, `finished` after.
 
-    A request whose `started` has no `finished` (the task died) still counts as sent.
+    A request whose `started` has no `finished` (the task died) still counts as sent. A
+    recorder that stores elsewhere returns an awaitable from `started`: the request is sent
+    once it is done (and not at all if it fails). `drain` runs once, as the task ends.
     """
 
-    def started(self, attempt: Attempt) -> None: ...
+    def started(self, attempt: Attempt) -> Awaitable[None] | None: ...
 
     def finished(self, attempt: Attempt) -> None: ...
+
+    async def drain(self) -> None: ...
 
 
 class NullRecorder:
@@ -55,6 +59,9 @@ class NullRecorder:
         return None
 
     def finished(self, attempt: Attempt) -> None:
+        return None
+
+    async def drain(self) -> None:
         return None
 
 
@@ -182,8 +189,11 @@ class EndpointClient:
             if self.tokens is not None:
                 await self.tokens.take(estimate)
             await self.pacing.wait()
-            started_at, started = self.clock(), time.monotonic()
-            self.recorder.started(Attempt(request_id, started_at, attempt, rows))
+            started_at = self.clock()  # the started and finished lines share it (and its date)
+            stored = self.recorder.started(Attempt(request_id, started_at, attempt, rows))
+            if stored is not None:
+                await stored
+            started = time.monotonic()
             answer = await self._post(payload, request_id)
             latency_s = time.monotonic() - started
             # Only a 429 says "too fast". Random 503s, hangs and resets are retried with

@@ -6,7 +6,9 @@ execution when its UDF is made, just before Spark can run it:
   emulator, which starts on first use in this process (`aiquery.serving.embedded`); the
   UDF pickles the endpoint, so the URL must be known before Spark plans the job;
 - the session's usage committer starts its background thread; the usage table itself is
-  created by the first flush.
+  created by the first flush;
+- when usage is delivered to the driver (a cluster with no shared mount), the driver's
+  coordinator starts, and the call site learns its address and token.
 """
 
 from __future__ import annotations
@@ -19,23 +21,31 @@ from pyspark.sql import SparkSession
 from aiquery.endpoints.registry import EMBEDDED, Endpoint, Secret
 from aiquery.settings import is_local
 from aiquery.spark.callspec import CallSpec
+from aiquery.spark.coordinator import coordinator
 from aiquery.usage.driver.committer import start_committing
+from aiquery.usage.executor import UsageContext
 
 
 def bind(spark: SparkSession, spec: CallSpec) -> CallSpec:
     """`spec`, ready to run: its endpoint reachable, its usage committed in the background."""
-    if spec.usage is not None:
-        start_committing(spark)
-    return replace(spec, endpoint=live_endpoint(spec.endpoint))
+    return replace(spec, endpoint=live_endpoint(spec.endpoint), usage=bind_usage(spark, spec.usage))
 
 
-def bind_endpoints(
-    spark: SparkSession, endpoints: Mapping[str, Endpoint], *, records_usage: bool
-) -> dict[str, Endpoint]:
+def bind_usage(spark: SparkSession, usage: UsageContext | None) -> UsageContext | None:
+    """`usage`, ready to record: committed in the background, and when it is delivered to
+    the driver, with the coordinator's address and token."""
+    if usage is None:
+        return None
+    start_committing(spark)
+    if usage.delivery != "driver":
+        return usage
+    found = coordinator(spark, usage.spool_dir)
+    return replace(usage, collector_url=found.url, collector_token=Secret(found.token))
+
+
+def bind_endpoints(spark: SparkSession, endpoints: Mapping[str, Endpoint]) -> dict[str, Endpoint]:
     """Every endpoint of a registry, reachable, for a UDF that resolves names per query. On
     a cluster the built-in names stay unbound: executors cannot reach the embedded emulator."""
-    if records_usage:
-        start_committing(spark)
     if not is_local(spark):
         return dict(endpoints)
     return {name: live_endpoint(e) for name, e in endpoints.items()}

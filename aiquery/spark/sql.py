@@ -37,7 +37,7 @@ from aiquery.spark.callspec import (
     embedded_unreachable,
     session_request_tags,
 )
-from aiquery.spark.runtime import bind_endpoints
+from aiquery.spark.runtime import bind_endpoints, bind_usage
 from aiquery.spark.udf import arrow_iter_udf, make_udf, run
 from aiquery.usage.driver.committer import flush as flush_usage
 from aiquery.usage.driver.settings import usage_context
@@ -232,10 +232,10 @@ def register(spark: SparkSession) -> None:
     """
     registry = load_registry()
     settings = default_settings(spark)
-    usage = usage_context(spark)
+    usage = bind_usage(spark, usage_context(spark))
     tags = session_request_tags(spark, None)  # the session's, as set when registering
     # The UDF resolves the endpoint per query, so every endpoint is bound now.
-    live = Registry(bind_endpoints(spark, registry.endpoints, records_usage=usage is not None))
+    live = Registry(bind_endpoints(spark, registry.endpoints))
     where = master(spark)
 
     def ai_query(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:

@@ -72,16 +72,13 @@ def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         if spec.usage
         else None
     )
-    try:
-        with BatchEngine(
-            spec.endpoint, wire, spec.settings, fail_fast=spec.fail_on_error, recorder=recorder
-        ) as engine:
-            for rows in engine.map(inputs):
-                values = [_value(spec, value_type, row) for row in rows]
-                yield answers.to_arrow_array(values, spec.result_type)
-    finally:
-        if recorder is not None:
-            recorder.close()
+    # The engine drains the recorder on its loop as it closes, failed or not.
+    with BatchEngine(
+        spec.endpoint, wire, spec.settings, fail_fast=spec.fail_on_error, recorder=recorder
+    ) as engine:
+        for rows in engine.map(inputs):
+            values = [_value(spec, value_type, row) for row in rows]
+            yield answers.to_arrow_array(values, spec.result_type)
 
 
 def _task_name() -> str | None:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from aiquery.endpoints.registry import Endpoint
+from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.usage.record import FINISHED, STARTED, Attempt, Call, attempt_line, header_line
+from aiquery.usage.relay import RelayWriter
 
 ROTATE_LINES = 20_000
 ROTATE_SECONDS = 30.0
@@ -38,6 +39,9 @@ class UsageContext:
     requester: str
     invocation_id: str
     app_id: str | None
+    delivery: str = "spool"  # "driver": sent to the coordinator (set when the call is bound)
+    collector_url: str | None = None
+    collector_token: Secret | None = None
 
 
 class SpoolWriter:
@@ -77,6 +81,10 @@ class SpoolWriter:
     def finished(self, attempt: Attempt) -> None:
         self._write(attempt_line(FINISHED, attempt))
 
+    async def drain(self) -> None:
+        """Publish what was written (the engine calls this on its loop as the task ends)."""
+        self.close()
+
     def close(self) -> None:
         """Flush to disk and publish the file as closed (`.jsonl`)."""
         if self._fd is None or self._path is None:
@@ -96,8 +104,9 @@ def writer_for(
     user_agent: str,
     tags: Mapping[str, str] | None,
     spark_task: str | None,
-) -> SpoolWriter:
-    """The spool writer of one task (`spark_task`: stage.partition.attempt) for one call site."""
+) -> SpoolWriter | RelayWriter:
+    """The usage writer of one task (`spark_task`: stage.partition.attempt) for one call site:
+    to the spool directory, or to the driver's coordinator."""
     external = endpoint.protocol != "databricks"
     call = Call(
         invocation_id=context.invocation_id,
@@ -118,4 +127,8 @@ def writer_for(
         spark_app_id=context.app_id,
         spark_task=spark_task,
     )
+    if context.delivery == "driver":
+        if context.collector_url is None or context.collector_token is None:
+            raise RuntimeError("usage delivery to the driver, but the call site was not bound")
+        return RelayWriter(context.collector_url, context.collector_token.value, call)
     return SpoolWriter(context.spool_dir, call)

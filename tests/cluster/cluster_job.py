@@ -1,7 +1,7 @@
 """A `spark-submit`ted job for the cluster tier: one ai_query column into Delta, then a report.
 
 Usage: spark-submit ... cluster_job.py <output path> even|skewed. Prints one JSON line:
-rows written, distinct ids, rows answered.
+rows written, distinct ids, rows answered, and how usage reached the driver.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 
 import aiquery
 from aiquery.spark.session import spark_session
+from aiquery.usage.driver.settings import usage_settings
 
 SOURCES = {
     "even": "SELECT id FROM range(0, 160, 1, 4)",
@@ -32,6 +33,7 @@ if __name__ == "__main__":
         "rows": written.count(),
         "ids": written.select("id").distinct().count(),
         "answered": written.where("a.result IS NOT NULL").count(),
+        "delivery": usage_settings(spark).delivery,
     }
     aiquery.flush_usage(spark)
     print(json.dumps(report))

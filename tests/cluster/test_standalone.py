@@ -28,9 +28,11 @@ SMALL = ("--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=2")
 SUBMIT_JOB = """
 import aiquery
 from aiquery.spark.session import spark_session
+from aiquery.usage.driver.settings import usage_settings
 
 spark = spark_session("aiquery-submit")  # no master here: spark-submit's stands
 print("master", spark.conf.get("spark.master"))
+print("delivery", usage_settings(spark).delivery)
 frame = aiquery.sql(
     spark, "SELECT ai_query('databricks-gpt-5-4', concat('Summarize: Row ', id, ' is here. More.')) AS a FROM range(12)"
 )
@@ -113,6 +115,8 @@ def test_a_spark_submitted_job_keeps_its_master_and_its_spark_aiquery_settings(
          "--conf", f"spark.sql.warehouse.dir={warehouse}",
          "--conf", 'spark.aiquery.requestTags={"tier": "submit"}',
          "--conf", "spark.aiquery.usage.requester=scheduler",
+         # A spool on a mount every executor shares: they write it themselves.
+         "--conf", f"spark.aiquery.usage.spoolDir={tmp_path / 'shared-spool'}",
          str(script)],
         env={**_env(emulator), "PYSPARK_PYTHON": sys.executable},
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
@@ -126,6 +130,7 @@ def test_a_spark_submitted_job_keeps_its_master_and_its_spark_aiquery_settings(
     rows = load_rows(warehouse / "ai_gateway.db" / "usage")
     assert sorted(r["request_id"] for r in rows) == sorted(r["request_id"] for r in served)
     assert {r["requester"] for r in rows} == {"scheduler"}
+    assert "delivery spool" in done.stdout  # executors wrote the shared spool themselves
 
 
 def test_the_embedded_default_is_refused_on_a_cluster_with_the_way_out(
@@ -215,7 +220,8 @@ def test_a_whole_executor_killed_mid_job_loses_and_doubles_nothing(
     finally:
         if job.poll() is None:
             job.kill()
-    assert report == {"rows": 160, "ids": 160, "answered": 160}  # Spark reran the lost tasks
+    # Spark reran the lost tasks; usage went to the driver (no spool shared with executors).
+    assert report == {"rows": 160, "ids": 160, "answered": 160, "delivery": "driver"}
     served = control.requests()
     rows = _assert_usage_is_the_server_log(tmp_path / "warehouse", served)
     assert len(served) >= 160
@@ -233,7 +239,7 @@ def test_speculative_copies_of_a_straggler_double_no_row(
         "spark.speculation.multiplier=2",
     )  # fmt: skip
     report = _report(job)
-    assert report == {"rows": 43, "ids": 43, "answered": 43}
+    assert report == {"rows": 43, "ids": 43, "answered": 43, "delivery": "driver"}
     served = control.requests()
     rows = _assert_usage_is_the_server_log(tmp_path / "warehouse", served)
     attempts = {r["spark_task"].rsplit(".", 1)[1] for r in rows if r["spark_task"]}

@@ -108,6 +108,35 @@ def test_flushing_the_same_spool_twice_adds_nothing(
         committer(spark).start()
 
 
+def test_usage_sent_to_the_driver_is_one_row_per_request(
+    spark, workspace, prompts, control: EmulatorControl, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The delivery clusters without a shared mount use, through the local session: tasks
+    send their lines to the coordinator, which spools them on the driver; the committer
+    merges them from memory (executors cannot read the driver's disk)."""
+    control.set_faults("databricks-gpt-5-nano", error_rate_500=0.1, seed=5)
+    spark.conf.set("aiquery.usage.delivery", "driver")
+    spark.conf.set("aiquery.usage.spoolDir", str(tmp_path / "driver-spool"))
+    try:
+        assert usage_settings(spark).delivery == "driver"
+        rows = aiquery.sql(
+            spark,
+            "SELECT ai_query('databricks-gpt-5-nano', p, failOnError => false) AS a "
+            "FROM prompts WHERE id < 150",
+        ).collect()
+        assert committer(spark).in_memory
+        log = control.requests("databricks-gpt-5-nano")
+        usage = usage_rows(spark, {r["request_id"] for r in log})
+    finally:
+        spark.conf.unset("aiquery.usage.delivery")
+        spark.conf.unset("aiquery.usage.spoolDir")
+    assert len(rows) == 150 and all(r.a.result for r in rows)
+    assert len(usage) == len(log) == len({u.request_id for u in usage}) > 150  # retried 500s
+    assert Counter(u.status_code for u in usage) == Counter(r["status"] for r in log)
+    assert all(u.spark_task and u.requester for u in usage)
+    assert not list((tmp_path / "driver-spool").glob("*.open"))  # every writer said it was done
+
+
 def test_concurrent_committers_do_not_duplicate(
     spark, workspace, prompts, control: EmulatorControl
 ) -> None:  # type: ignore[no-untyped-def]

@@ -22,6 +22,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +50,13 @@ _CONFLICTS = ("Concurrent", "conflict", "ConcurrentAppend", "ProtocolChanged", "
 
 
 class UsageCommitter:
-    def __init__(self, spark: SparkSession, spool_dir: str | Path, location: str) -> None:
+    def __init__(
+        self, spark: SparkSession, spool_dir: str | Path, location: str, *, in_memory: bool = False
+    ) -> None:
         self.spark = spark
         self.spool_dir = Path(spool_dir)
         self.location = location
+        self.in_memory = in_memory  # executors cannot read the spool (usage sent to the driver)
         self._lock = threading.Lock()
         self._offsets: dict[Path, tuple[int, Call | None]] = {}
         self._table_ready = False
@@ -126,14 +131,7 @@ class UsageCommitter:
 
     def _merge(self, rows: list[dict[str, Any]], attempts: int = 8) -> None:
         table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
-        # The batch goes to MERGE as a Parquet file: Delta reads a file source as it is,
-        # where an in-memory DataFrame would be materialised (cached) first.
-        staging = self.spool_dir / "_merge"
-        staging.mkdir(parents=True, exist_ok=True)
-        path = staging / f"{uuid.uuid4().hex}.parquet"
-        pq.write_table(table, path)
-        source = f"parquet.`{path}`"
-        try:
+        with self._source(table) as source:
             for attempt in range(1, attempts + 1):
                 try:
                     self.spark.sql(_MERGE.format(source=source))
@@ -142,6 +140,27 @@ class UsageCommitter:
                     if attempt == attempts or not any(c in str(e) for c in _CONFLICTS):
                         raise
                     time.sleep(0.2 * attempt)
+
+    @contextmanager
+    def _source(self, table: pa.Table) -> Iterator[str]:
+        """The batch as MERGE's source. Where executors can read the spool, a Parquet file
+        there: Delta reads a file source as it is, where an in-memory DataFrame would be
+        materialised (cached) first. Where they cannot (usage delivered to the driver), the
+        rows travel in the plan."""
+        if self.in_memory:
+            view = f"_aiquery_usage_batch_{uuid.uuid4().hex}"
+            self.spark.createDataFrame(table).createOrReplaceTempView(view)
+            try:
+                yield view
+            finally:
+                self.spark.catalog.dropTempView(view)
+            return
+        staging = self.spool_dir / "_merge"
+        staging.mkdir(parents=True, exist_ok=True)
+        path = staging / f"{uuid.uuid4().hex}.parquet"
+        pq.write_table(table, path)
+        try:
+            yield f"parquet.`{path}`"
         finally:
             path.unlink(missing_ok=True)
 
@@ -209,7 +228,12 @@ def committer(spark: SparkSession) -> UsageCommitter:
     with _committers_lock:
         found = _committers.get(key)
         if found is None:
-            found = _committers[key] = UsageCommitter(spark, settings.spool_dir, settings.location)
+            found = _committers[key] = UsageCommitter(
+                spark,
+                settings.spool_dir,
+                settings.location,
+                in_memory=settings.delivery == "driver",
+            )
         return found
 
 

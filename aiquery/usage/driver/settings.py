@@ -5,9 +5,14 @@ default):
 - `aiquery.usage.enabled` (true): record usage at all;
 - `aiquery.usage.location` / `AIQUERY_USAGE_LOCATION`: the Delta table's directory,
   default `<warehouse>/ai_gateway.db/usage` (the warehouse URL as it is: s3a:// too);
+- `aiquery.usage.delivery` (auto): how executors' records reach the driver: `spool`,
+  each task appends to files in the spool directory itself (local masters, or a shared
+  mount on a cluster); `driver`, each task sends them to the driver's coordinator, which
+  appends them to its own local spool (clusters with object storage only). `auto` is
+  `spool` on a local master or when a spool directory is given, else `driver`;
 - `aiquery.usage.spoolDir` / `AIQUERY_USAGE_SPOOL`: the spool, default
-  `<warehouse>/_aiquery_usage_spool`; on a cluster it must be storage every executor
-  and the driver can reach (a shared mount);
+  `<warehouse>/_aiquery_usage_spool` for a local warehouse, else (delivery `driver`)
+  `~/.aiquery/usage-spool/<hash of the table's location>` on the driver;
 - `aiquery.usage.requester`: the `requester` column, default the Spark user;
 - `aiquery.usage.flushIntervalSeconds` (60): how often spooled records are committed
   while a job keeps running; they are also committed ~2 s after the spool goes quiet
@@ -16,6 +21,7 @@ default):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -24,7 +30,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from aiquery.errors import ConfigError
-from aiquery.settings import setting, spark_user
+from aiquery.settings import is_local, setting, spark_user
 from aiquery.usage.executor import UsageContext
 
 if TYPE_CHECKING:
@@ -37,6 +43,10 @@ class UsageSettings:
     location: str  # the Delta table's directory
     spool_dir: str
     flush_interval_s: float
+    delivery: str  # "spool" (executors write the spool) | "driver" (they send it to the driver)
+
+
+DELIVERIES = ("auto", "spool", "driver")
 
 
 def _local_path(uri: str) -> Path | None:
@@ -63,27 +73,42 @@ def usage_settings(spark: SparkSession) -> UsageSettings:
         )
     )
     spool = setting(conf, "usage.spoolDir") or os.environ.get("AIQUERY_USAGE_SPOOL")
+    delivery = (setting(conf, "usage.delivery") or "auto").lower()
+    if delivery not in DELIVERIES:
+        raise ConfigError(
+            f"aiquery.usage.delivery is {delivery!r}; use one of {', '.join(DELIVERIES)}"
+        )
+    if delivery == "auto":
+        delivery = "spool" if spool is not None or is_local(spark) else "driver"
     if spool is None:
-        if local_warehouse is None and enabled:
+        if local_warehouse is not None:
+            spool = str(local_warehouse / "_aiquery_usage_spool")
+        elif delivery == "driver":
+            # The driver's own disk, one spool per table: a restarted driver finds it again.
+            digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+            spool = str(Path.home() / ".aiquery" / "usage-spool" / digest)
+        elif enabled:
             raise ConfigError(
-                f"The warehouse is {warehouse}, and aiquery's usage spool needs a directory "
-                "that every executor and the driver can reach (a shared mount such as NFS, or "
-                "any local directory in local mode): set aiquery.usage.spoolDir (or "
-                "spark.aiquery.usage.spoolDir); the usage table goes to "
-                f"{location}. Or set aiquery.usage.enabled=false."
+                f"The warehouse is {warehouse}, and with aiquery.usage.delivery=spool "
+                "executors write usage to a directory that every executor and the driver "
+                "can reach (a shared mount such as NFS): set aiquery.usage.spoolDir (or "
+                "spark.aiquery.usage.spoolDir), or use aiquery.usage.delivery=driver; the "
+                f"usage table goes to {location}. Or set aiquery.usage.enabled=false."
             )
-        spool = str((local_warehouse or Path("spark-warehouse")) / "_aiquery_usage_spool")
+        else:
+            spool = "spark-warehouse/_aiquery_usage_spool"
     spool_path = _local_path(spool)
     if spool_path is None:
         raise ConfigError(
             f"aiquery.usage.spoolDir is {spool!r}; the usage spool needs a local or mounted "
-            "path (a shared mount on a cluster), not object storage."
+            "path, not object storage: on a cluster with object storage only, leave it unset "
+            "(usage is then sent to the driver, aiquery.usage.delivery=driver)."
         )
     try:
         interval = float(setting(conf, "usage.flushIntervalSeconds") or 60)
     except ValueError:
         raise ConfigError("aiquery.usage.flushIntervalSeconds must be a number") from None
-    return UsageSettings(enabled, location, str(spool_path.resolve()), interval)
+    return UsageSettings(enabled, location, str(spool_path.resolve()), interval, delivery)
 
 
 def usage_context(spark: SparkSession) -> UsageContext | None:
@@ -93,6 +118,7 @@ def usage_context(spark: SparkSession) -> UsageContext | None:
         return None
     return UsageContext(
         spool_dir=settings.spool_dir,
+        delivery=settings.delivery,
         requester=setting(spark.conf, "usage.requester") or spark_user(spark),
         invocation_id=uuid.uuid4().hex,
         app_id=spark.conf.get("spark.app.id", None),

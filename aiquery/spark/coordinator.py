@@ -1,0 +1,144 @@
+"""The driver's coordinator: one small HTTP service that executors on other hosts call.
+
+It serves `POST /usage`: usage lines from executors (`aiquery.usage.relay`), stored by the
+`Collector` in the driver's spool for the committer, when there is no shared mount.
+
+It listens where executors can reach the driver: `aiquery.coordinator.host` (default:
+Spark's `spark.driver.host` on a classic driver; on a Spark Connect client, the local
+address that routes to the Connect server), on `aiquery.coordinator.port` (default: any
+free port; set it where a firewall needs one). Every call carries a random bearer token
+made here, which travels to executors inside the UDF (never in a plan or a log).
+One coordinator per process and driver spool; it starts on first use (from
+`aiquery.spark.runtime`) and stops with the process.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, cast
+
+from aiquery.errors import ConfigError
+from aiquery.settings import is_classic, setting
+from aiquery.usage.driver.collector import BadBatchError, Collector
+from aiquery.usage.relay import CLOSE_HEADER, SEQUENCE_HEADER, USAGE_PATH, WRITER_HEADER
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger("aiquery")
+
+REAP_IDLE_S = 60.0  # a writer silent this long has its file closed (see Collector.reap)
+MAX_BODY = 64 * 1024 * 1024
+
+
+class Coordinator:
+    def __init__(self, host: str, port: int, spool_dir: str) -> None:
+        self.token = secrets.token_urlsafe(32)
+        self.collector = Collector(spool_dir)
+        handler = type("Handler", (_Handler,), {"coordinator": self})
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as e:
+            raise ConfigError(
+                f"aiquery's coordinator cannot listen on {host}:{port} ({e.strerror}); set "
+                "aiquery.coordinator.host to an address of this machine that executors can "
+                "reach, and aiquery.coordinator.port to a free port (0: any)"
+            ) from None
+        self._server.daemon_threads = True
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self._server.server_address[1]}"
+        self._stop = threading.Event()
+        threading.Thread(
+            target=self._server.serve_forever, name="aiquery-coordinator", daemon=True
+        ).start()
+        threading.Thread(target=self._reap, name="aiquery-coordinator-reaper", daemon=True).start()
+        log.info("aiquery: coordinator listening on %s", self.url)
+
+    def _reap(self) -> None:
+        while not self._stop.wait(5.0):
+            self.collector.reap(REAP_IDLE_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self.collector.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    coordinator: Coordinator
+    protocol_version = "HTTP/1.1"  # keep-alive: an executor's batches share a connection
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._answer(413, "batch too large")
+            self.close_connection = True
+            return
+        body = self.rfile.read(length)
+        given = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), self.coordinator.token.encode()):
+            self._answer(401, "unknown token: this coordinator belongs to another driver")
+            return
+        if self.path != USAGE_PATH:
+            self._answer(404, f"no route {self.path}")
+            return
+        try:
+            sequence = int(self.headers.get(SEQUENCE_HEADER) or "")
+            self.coordinator.collector.receive(
+                self.headers.get(WRITER_HEADER) or "",
+                sequence,
+                body,
+                close=self.headers.get(CLOSE_HEADER) == "1",
+            )
+        except (BadBatchError, ValueError) as e:
+            self._answer(400, str(e))
+            return
+        self._answer(200, "stored")
+
+    def _answer(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("aiquery coordinator: " + format, *args)
+
+
+_coordinators: dict[str, Coordinator] = {}
+_lock = threading.Lock()
+
+
+def coordinator(spark: SparkSession, spool_dir: str) -> Coordinator:
+    """This process's coordinator for `spool_dir`, started on first use."""
+    with _lock:
+        found = _coordinators.get(spool_dir)
+        if found is None:
+            host = setting(spark.conf, "coordinator.host") or _driver_host(spark)
+            port = setting(spark.conf, "coordinator.port") or "0"
+            if not port.isdigit():
+                raise ConfigError(f"aiquery.coordinator.port must be a port number, not {port!r}")
+            found = _coordinators[spool_dir] = Coordinator(host, int(port), spool_dir)
+        return found
+
+
+def _driver_host(spark: SparkSession) -> str:
+    """An address of this process that executors can reach."""
+    if is_classic(spark):
+        return spark.conf.get("spark.driver.host", None) or socket.gethostname()
+    # A Spark Connect client: the executors reach what the Connect server reaches, so the
+    # local address of the route to the server (no packet is sent to find it).
+    server = str(cast(Any, spark).client.host)
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((server.strip("[]"), 9))
+        address: str = probe.getsockname()[0]
+    return address

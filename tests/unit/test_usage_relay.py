@@ -1,0 +1,170 @@
+"""Usage delivered to the driver: the executor's `RelayWriter`, the driver's `Collector`, and the
+coordinator's HTTP service between them, on loopback; the spool they leave is read back
+with the committer's own reader."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiquery.client.engine import BatchEngine, EngineSettings
+from aiquery.client.retry import RetryPolicy
+from aiquery.client.transport import MockTransport, Request, Response
+from aiquery.client.wire import wire_for
+from aiquery.endpoints.registry import Endpoint
+from aiquery.spark.coordinator import Coordinator
+from aiquery.usage.driver.collector import BadBatchError, Collector
+from aiquery.usage.driver.spool import read_rows, spool_files
+from aiquery.usage.record import FINISHED, STARTED, Attempt, Call, attempt_line, header_line
+from aiquery.usage.relay import (
+    CLOSE_HEADER,
+    SEQUENCE_HEADER,
+    WRITER_HEADER,
+    RelayWriter,
+    UsageDeliveryError,
+)
+
+CALL = Call(
+    invocation_id="inv",
+    endpoint_name="ep",
+    endpoint_id="id",
+    destination_type="PAY_PER_TOKEN_FOUNDATION_MODEL",
+    destination_name="ep",
+    destination_model="m",
+    requester="me",
+    api_type="llm/v1/chat",
+    url="http://127.0.0.1/x",
+    user_agent="aiquery-test",
+    request_tags=None,
+    spark_app_id="app",
+    spark_task="1.0.0",
+)
+
+
+def _done(rid: str) -> Attempt:
+    return Attempt(rid, 1.7e9, 1, 1, status_code=200, latency_ms=5, input_tokens=3, output_tokens=4)
+
+
+def _rows(spool: Path) -> dict[str, dict[str, object]]:
+    rows: dict[str, dict[str, object]] = {}
+    for path in spool_files(spool):
+        for row in read_rows(path)[0]:
+            kept = rows.get(row["request_id"])
+            if kept is None or kept["latency_ms"] is None:
+                rows[row["request_id"]] = row
+    return rows
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
+    found = Coordinator("127.0.0.1", 0, str(tmp_path / "spool"))
+    yield found
+    found.stop()
+
+
+def test_a_request_is_released_only_once_its_started_line_is_on_the_driver(
+    coordinator: Coordinator, tmp_path: Path
+) -> None:
+    writer = RelayWriter(coordinator.url, coordinator.token, CALL)
+
+    async def task() -> None:
+        # 40 requests start at once: group commit carries them in a few batches, not 40.
+        async def one(i: int) -> None:
+            await writer.started(Attempt(f"r{i}", 1.7e9, 1, 1))
+            stored = _rows(tmp_path / "spool")
+            assert f"r{i}" in stored and stored[f"r{i}"]["status_code"] is None
+            writer.finished(_done(f"r{i}"))
+
+        await asyncio.gather(*(one(i) for i in range(40)))
+        await writer.drain()
+
+    asyncio.run(task())
+    rows = _rows(tmp_path / "spool")
+    assert sorted(rows) == sorted(f"r{i}" for i in range(40))
+    assert all(r["status_code"] == 200 and r["requester"] == "me" for r in rows.values())
+    assert coordinator.collector.batches < 20, "no group commit: one POST per line"
+    # The writer said it was done: its file is published for the committer to finish.
+    assert [p.suffix for p in spool_files(tmp_path / "spool")] == [".jsonl"]
+
+
+def _post(coordinator: Coordinator, body: bytes, sequence: int, token: str | None = None) -> int:
+    request = urllib.request.Request(
+        coordinator.url + "/usage",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {token or coordinator.token}",
+            WRITER_HEADER: "w1",
+            SEQUENCE_HEADER: str(sequence),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def test_a_batch_sent_twice_is_stored_once(coordinator: Coordinator, tmp_path: Path) -> None:
+    first = header_line(CALL) + attempt_line(STARTED, Attempt("a", 1.7e9, 1, 1))
+    assert _post(coordinator, first, 1) == 200
+    assert _post(coordinator, first, 1) == 200  # the answer was lost; the executor retried
+    assert _post(coordinator, attempt_line(FINISHED, _done("a")), 2) == 200
+    assert _post(coordinator, attempt_line(FINISHED, _done("a")), 2) == 200
+    coordinator.collector.close()
+    (path,) = spool_files(tmp_path / "spool")
+    assert path.read_bytes().count(b'"id":"a"') == 2  # one started, one finished line
+    assert coordinator.collector.duplicates == 2
+
+
+def test_the_coordinator_refuses_strangers_and_garbage(coordinator: Coordinator) -> None:
+    line = header_line(CALL)
+    assert _post(coordinator, line, 1, token="not-the-token") == 401
+    assert _post(coordinator, b'{"k":"s","id":"x","t":1}\n', 1) == 400  # no header first
+    assert _post(coordinator, line + b"not json\n", 1) == 400
+    assert _post(coordinator, line[:-1], 1) == 400  # not whole lines
+    assert coordinator.collector.batches == 0
+
+
+def test_a_silent_writer_s_file_is_closed_and_a_late_line_opens_a_new_one(tmp_path: Path) -> None:
+    collector = Collector(tmp_path)
+    collector.receive(
+        "w", 1, header_line(CALL) + attempt_line(STARTED, Attempt("a", 1, 1, 1)), close=False
+    )
+    assert collector.reap(idle_s=0.0) == 1  # its executor died, say: the committer may finish it
+    assert [p.suffix for p in spool_files(tmp_path)] == [".jsonl"]
+    collector.receive("w", 2, attempt_line(FINISHED, _done("a")), close=False)  # it was only slow
+    collector.close()
+    rows = _rows(tmp_path)
+    assert rows["a"]["status_code"] == 200 and rows["a"]["requester"] == "me"
+    with pytest.raises(BadBatchError):
+        collector.receive("../etc", 1, header_line(CALL), close=False)
+
+
+def test_with_the_driver_unreachable_nothing_is_sent_and_the_task_fails() -> None:
+    sent: list[Request] = []
+
+    def handler(request: Request) -> Response:
+        sent.append(request)
+        return Response(200, {}, b"{}")
+
+    endpoint = Endpoint("ep", "databricks", "http://127.0.0.1:9", "llm/v1/chat", "ep")
+    writer = RelayWriter("http://127.0.0.1:9", "t", CALL, deadline_s=0.5)  # nobody listens
+    settings = EngineSettings(concurrency=2, policy=RetryPolicy(base_delay_s=0, max_delay_s=0))
+    with (
+        BatchEngine(
+            endpoint,
+            wire_for(endpoint, {}),
+            settings,
+            fail_fast=False,
+            recorder=writer,
+            transport=lambda _: MockTransport(handler),
+        ) as engine,
+        pytest.raises(UsageDeliveryError, match="aiquery.usage.spoolDir"),
+    ):
+        list(engine.map([["a", "b", "c"]]))
+    assert sent == []

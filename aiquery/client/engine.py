@@ -23,11 +23,12 @@ from types import TracebackType
 from typing import Any
 
 from aiquery.client.http import EndpointClient, Outcome, Recorder
-from aiquery.client.limiter import AdaptiveConcurrency, CircuitBreaker, RateBudget
+from aiquery.client.limiter import AdaptiveConcurrency, Budget, CircuitBreaker, RateBudget
 from aiquery.client.retry import RetryPolicy
+from aiquery.client.shared_rate import SharedBudget
 from aiquery.client.transport import AiohttpTransport, Transport
 from aiquery.client.wire import Wire
-from aiquery.endpoints.registry import Endpoint
+from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.errors import RequestError
 
 # Rough payload budget per batched request (the hard 4 MB limit is checked when encoding).
@@ -39,7 +40,11 @@ class EngineSettings:
     """How hard one task pushes one endpoint. Picklable: it travels to executors."""
 
     concurrency: int = 64  # requests in flight per task, at most
-    parallelism: int = 1  # tasks running at once; the endpoint's limits are split across them
+    parallelism: int = 1  # tasks running at once; max_concurrency is split across them
+    # The driver's coordinator, when the endpoint's rate limits are held job-wide; without
+    # it they are split across `parallelism` tasks.
+    coordinator_url: str | None = None
+    coordinator_token: Secret | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     breaker_threshold: int = 5
 
@@ -116,6 +121,7 @@ class BatchEngine:
         self._pending: deque[_Batch] = deque()
         self._workers: list[asyncio.Task[None]] = []
         self.client: EndpointClient | None = None
+        self._shared: list[SharedBudget] = []
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -131,8 +137,18 @@ class BatchEngine:
     ) -> None:
         self.close()
 
+    def _budget(self, kind: str, per_minute: float | None) -> Budget | None:
+        if not per_minute:
+            return None
+        url, token = self.settings.coordinator_url, self.settings.coordinator_token
+        if url is None or token is None:
+            return RateBudget(per_minute / self.settings.parallelism)
+        key = f"{self.endpoint.name}|{self.endpoint.base_url}|{kind}"
+        shared = SharedBudget(url, token.value, key, per_minute)
+        self._shared.append(shared)
+        return shared
+
     async def _open(self) -> None:
-        split = self.settings.parallelism
         rpm, tpm = self.endpoint.requests_per_minute, self.endpoint.tokens_per_minute
         self.client = EndpointClient(
             self.endpoint,
@@ -141,8 +157,8 @@ class BatchEngine:
             concurrency=AdaptiveConcurrency(self.ceiling),
             policy=self.settings.policy,
             breaker=CircuitBreaker(self.settings.breaker_threshold),
-            requests=RateBudget(rpm / split) if rpm else None,
-            tokens=RateBudget(tpm / split) if tpm else None,
+            requests=self._budget("requests", rpm),
+            tokens=self._budget("tokens", tpm),
             recorder=self.recorder,
             rng=random.Random(),
         )
@@ -160,6 +176,8 @@ class BatchEngine:
             if self.client is not None:
                 await self.client.transport.close()
                 await self.client.recorder.drain()
+            for shared in self._shared:
+                await shared.close()
 
         try:
             self._loop.run_until_complete(shutdown())

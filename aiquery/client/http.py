@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiquery.client.limiter import AdaptiveConcurrency, AdaptiveRate, CircuitBreaker, RateBudget
+from aiquery.client.limiter import AdaptiveConcurrency, AdaptiveRate, Budget, CircuitBreaker
 from aiquery.client.retry import (
     RetryPolicy,
     is_retryable,
@@ -92,8 +92,8 @@ class EndpointClient:
         concurrency: AdaptiveConcurrency,
         policy: RetryPolicy,
         breaker: CircuitBreaker,
-        requests: RateBudget | None = None,
-        tokens: RateBudget | None = None,
+        requests: Budget | None = None,
+        tokens: Budget | None = None,
         pacing: AdaptiveRate | None = None,
         recorder: Recorder | None = None,
         rng: random.Random | None = None,

@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -165,6 +166,14 @@ class AdaptiveRate:
         target = self._rate_at_cut + self.scale * since**3
         ceiling = max(self._rate_at_cut, 2.0 * self._measured(now))
         self.rate = max(self.rate, min(target, ceiling))
+
+
+class Budget(Protocol):
+    """Requests or tokens per minute: `RateBudget` in one task, or `SharedBudget` job-wide."""
+
+    async def take(self, amount: float = 1.0) -> None: ...
+
+    def charge(self, amount: float) -> None: ...
 
 
 class RateBudget:

@@ -1,20 +1,24 @@
 """The driver's coordinator: one small HTTP service that executors on other hosts call.
 
-It serves `POST /usage`: usage lines from executors (`aiquery.usage.relay`), stored by the
-`Collector` in the driver's spool for the committer, when there is no shared mount.
+It serves
+- `POST /usage`: usage lines from executors (`aiquery.usage.relay`), stored by the
+  `Collector` in the driver's spool for the committer, when there is no shared mount;
+- `POST /permits`: leases of an endpoint's job-wide rate limits (`aiquery.client.shared_rate`)
+  from the process's one `PermitBank`.
 
 It listens where executors can reach the driver: `aiquery.coordinator.host` (default:
 Spark's `spark.driver.host` on a classic driver; on a Spark Connect client, the local
 address that routes to the Connect server), on `aiquery.coordinator.port` (default: any
 free port; set it where a firewall needs one). Every call carries a random bearer token
 made here, which travels to executors inside the UDF (never in a plan or a log).
-One coordinator per process and driver spool; it starts on first use (from
+One coordinator per process and driver spool (or none); it starts on first use (from
 `aiquery.spark.runtime`) and stops with the process.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import secrets
 import socket
@@ -22,6 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, cast
 
+from aiquery.client.shared_rate import PERMITS_PATH, PermitBank
 from aiquery.errors import ConfigError
 from aiquery.settings import is_classic, setting
 from aiquery.usage.driver.collector import BadBatchError, Collector
@@ -34,12 +39,13 @@ log = logging.getLogger("aiquery")
 
 REAP_IDLE_S = 60.0  # a writer silent this long has its file closed (see Collector.reap)
 MAX_BODY = 64 * 1024 * 1024
+BANK = PermitBank()  # one per process: every coordinator here grants from the same limits
 
 
 class Coordinator:
-    def __init__(self, host: str, port: int, spool_dir: str) -> None:
+    def __init__(self, host: str, port: int, spool_dir: str | None) -> None:
         self.token = secrets.token_urlsafe(32)
-        self.collector = Collector(spool_dir)
+        self.collector = Collector(spool_dir) if spool_dir is not None else None
         handler = type("Handler", (_Handler,), {"coordinator": self})
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
@@ -61,13 +67,15 @@ class Coordinator:
 
     def _reap(self) -> None:
         while not self._stop.wait(5.0):
-            self.collector.reap(REAP_IDLE_S)
+            if self.collector is not None:
+                self.collector.reap(REAP_IDLE_S)
 
     def stop(self) -> None:
         self._stop.set()
         self._server.shutdown()
         self._server.server_close()
-        self.collector.close()
+        if self.collector is not None:
+            self.collector.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,12 +93,16 @@ class _Handler(BaseHTTPRequestHandler):
         if not hmac.compare_digest(given.encode(), self.coordinator.token.encode()):
             self._answer(401, "unknown token: this coordinator belongs to another driver")
             return
-        if self.path != USAGE_PATH:
+        if self.path == PERMITS_PATH:
+            self._permits(body)
+            return
+        collector = self.coordinator.collector
+        if self.path != USAGE_PATH or collector is None:
             self._answer(404, f"no route {self.path}")
             return
         try:
             sequence = int(self.headers.get(SEQUENCE_HEADER) or "")
-            self.coordinator.collector.receive(
+            collector.receive(
                 self.headers.get(WRITER_HEADER) or "",
                 sequence,
                 body,
@@ -101,10 +113,24 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._answer(200, "stored")
 
-    def _answer(self, status: int, text: str) -> None:
+    def _permits(self, body: bytes) -> None:
+        try:
+            asked = json.loads(body)
+            wait = BANK.grant(
+                str(asked["key"]),
+                float(asked["per_minute"]),
+                float(asked["want"]),
+                float(asked.get("debt", 0.0)),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            self._answer(400, f"a permit request is JSON with key, per_minute, want ({e})")
+            return
+        self._answer(200, json.dumps({"wait_s": wait}), "application/json")
+
+    def _answer(self, status: int, text: str, kind: str = "text/plain; charset=utf-8") -> None:
         data = text.encode()
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -113,12 +139,12 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("aiquery coordinator: " + format, *args)
 
 
-_coordinators: dict[str, Coordinator] = {}
+_coordinators: dict[str | None, Coordinator] = {}
 _lock = threading.Lock()
 
 
-def coordinator(spark: SparkSession, spool_dir: str) -> Coordinator:
-    """This process's coordinator for `spool_dir`, started on first use."""
+def coordinator(spark: SparkSession, spool_dir: str | None) -> Coordinator:
+    """This process's coordinator for `spool_dir` (None: permits only), started on first use."""
     with _lock:
         found = _coordinators.get(spool_dir)
         if found is None:

@@ -13,11 +13,12 @@ execution when its UDF is made, just before Spark can run it:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from pyspark.sql import SparkSession
 
+from aiquery.client.engine import EngineSettings
 from aiquery.endpoints.registry import EMBEDDED, Endpoint, Secret
 from aiquery.settings import is_local
 from aiquery.spark.callspec import CallSpec
@@ -27,8 +28,25 @@ from aiquery.usage.executor import UsageContext
 
 
 def bind(spark: SparkSession, spec: CallSpec) -> CallSpec:
-    """`spec`, ready to run: its endpoint reachable, its usage committed in the background."""
-    return replace(spec, endpoint=live_endpoint(spec.endpoint), usage=bind_usage(spark, spec.usage))
+    """`spec`, ready to run: its endpoint reachable, its usage committed in the background,
+    its rate limits held job-wide."""
+    usage = bind_usage(spark, spec.usage)
+    settings = bind_limits(spark, spec.settings, [spec.endpoint], usage)
+    return replace(spec, endpoint=live_endpoint(spec.endpoint), usage=usage, settings=settings)
+
+
+def bind_limits(
+    spark: SparkSession,
+    settings: EngineSettings,
+    endpoints: Iterable[Endpoint],
+    usage: UsageContext | None,
+) -> EngineSettings:
+    """`settings` with the coordinator that holds rate limits for the whole job, when any
+    of `endpoints` has one (`requests_per_minute`, `tokens_per_minute`)."""
+    if not any(e.requests_per_minute or e.tokens_per_minute for e in endpoints):
+        return settings
+    found = coordinator(spark, usage.spool_dir if usage is not None else None)
+    return replace(settings, coordinator_url=found.url, coordinator_token=Secret(found.token))
 
 
 def bind_usage(spark: SparkSession, usage: UsageContext | None) -> UsageContext | None:

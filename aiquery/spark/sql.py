@@ -37,7 +37,7 @@ from aiquery.spark.callspec import (
     embedded_unreachable,
     session_request_tags,
 )
-from aiquery.spark.runtime import bind_endpoints, bind_usage
+from aiquery.spark.runtime import bind_endpoints, bind_limits, bind_usage
 from aiquery.spark.udf import arrow_iter_udf, make_udf, run
 from aiquery.usage.driver.committer import flush as flush_usage
 from aiquery.usage.driver.settings import usage_context
@@ -231,8 +231,8 @@ def register(spark: SparkSession) -> None:
     embeddings) needs `aiquery.sql(spark, text)`, which rewrites each call site.
     """
     registry = load_registry()
-    settings = default_settings(spark)
     usage = bind_usage(spark, usage_context(spark))
+    settings = bind_limits(spark, default_settings(spark), registry.endpoints.values(), usage)
     tags = session_request_tags(spark, None)  # the session's, as set when registering
     # The UDF resolves the endpoint per query, so every endpoint is bound now.
     live = Registry(bind_endpoints(spark, registry.endpoints))

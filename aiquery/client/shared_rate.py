@@ -1,0 +1,141 @@
+"""Rate limits held by a whole job, not split among its tasks by a guess.
+
+An endpoint's `requests_per_minute` and `tokens_per_minute` are one budget for every task
+of every executor, however many run at once (dynamic allocation, stragglers, retried and
+speculative tasks). The budget is a `PermitBank` on the driver (served by the coordinator,
+`aiquery.spark.coordinator`); each task's `SharedBudget` takes permits from it in small
+leases and hands them to its requests, with the same `take`/`charge` as the task-local
+`RateBudget` it replaces.
+
+A lease is a few tens of milliseconds of the whole rate, so a task never holds much that
+others could use, and the bank sees a few calls per second per task, not one per request.
+Permits granted are never more than the rate over time plus one second of burst: what
+the endpoint's own bucket admits. Usage known only afterwards (output tokens) is charged
+to the bank with the task's next lease, as debt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from aiquery.errors import AiQueryError
+
+PERMITS_PATH = "/permits"
+LEASE_S = 0.05  # a lease is this much of the whole rate (at least one unit)
+
+
+class PermitBank:
+    """The driver's buckets, one per (endpoint, kind): thread-safe, all-or-nothing grants."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, list[float]] = {}  # key -> [rate/s, capacity, level, stamp]
+
+    def grant(self, key: str, per_minute: float, want: float, debt: float = 0.0) -> float:
+        """Take `want` units now and return 0, or take nothing and return seconds to wait."""
+        if per_minute <= 0 or want < 0 or debt < 0:
+            raise ValueError("per_minute must be > 0, want and debt >= 0")
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            rate = per_minute / 60.0
+            if bucket is None or bucket[0] != rate:  # new, or its limit was changed
+                bucket = self._buckets[key] = [rate, max(1.0, rate), max(1.0, rate), now]
+            _, capacity, level, stamp = bucket
+            level = min(capacity, level + (now - stamp) * rate) - debt
+            needed = min(want, capacity)  # more than a burst waits for a full bucket
+            if level >= needed:
+                level -= want
+                wait = 0.0
+            else:
+                wait = (needed - level) / rate
+            bucket[2], bucket[3] = level, now
+            return wait
+
+
+class PermitsUnavailableError(AiQueryError):
+    """The driver's permit bank could not be reached."""
+
+
+class SharedBudget:
+    """One task's share of a job-wide budget: `take` waits for permits leased from the bank."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        key: str,
+        per_minute: float,
+        *,
+        sleep: Callable[[float], asyncio.Future[None] | object] = asyncio.sleep,
+        deadline_s: float = 120.0,
+    ) -> None:
+        if per_minute <= 0:
+            raise ValueError("per_minute must be > 0")
+        self.url = url.rstrip("/") + PERMITS_PATH
+        self.key = key
+        self.per_minute = per_minute
+        self.lease = max(1.0, per_minute / 60.0 * LEASE_S)
+        self.deadline_s = deadline_s
+        self.leases = 0
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._held = 0.0
+        self._debt = 0.0
+        self._lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def take(self, amount: float = 1.0) -> None:
+        async with self._lock:  # first come, first served within the task
+            while self._held < amount:
+                want = max(amount - self._held, self.lease)
+                wait = await self._ask(want)
+                if wait == 0.0:
+                    self._held += want
+                    self.leases += 1
+                else:
+                    await asyncio.sleep(min(wait, 1.0))
+            self._held -= amount
+
+    def charge(self, amount: float) -> None:
+        """Usage known only afterwards: paid from what the task holds, the rest as debt."""
+        paid = min(self._held, amount)
+        self._held -= paid
+        self._debt += amount - paid
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _ask(self, want: float) -> float:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        body = {"key": self.key, "per_minute": self.per_minute, "want": want, "debt": self._debt}
+        loop = asyncio.get_running_loop()
+        give_up, delay, problem = loop.time() + self.deadline_s, 0.1, ""
+        while True:
+            try:
+                async with self._session.post(self.url, json=body, headers=self._headers) as r:
+                    if r.status == 200:
+                        self._debt = 0.0
+                        return float((await r.json())["wait_s"])
+                    problem = f"HTTP {r.status}: {(await r.text())[:200]}"
+                    if r.status in (400, 401, 404):
+                        break
+            except (TimeoutError, aiohttp.ClientError) as e:
+                problem = f"{type(e).__name__}: {e}"
+            if loop.time() + delay > give_up:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise PermitsUnavailableError(
+            f"the job-wide rate limit's permits could not be had from the driver at {self.url} "
+            f"({problem}); check that executors can reach the driver "
+            "(aiquery.coordinator.host/port)"
+        )

@@ -162,13 +162,12 @@ def _parser() -> argparse.ArgumentParser:
 def _usage(args: argparse.Namespace) -> int:
     from aiquery.usage import report
 
-    location = Path(args.table) if args.table else report.default_location()
+    location: str = args.table or report.default_location()
     if args.flush:
         from aiquery.usage.driver.committer import flush
 
-        spark = session_from(
-            args, "aiquery-usage", **{"aiquery.usage.location": str(location.resolve())}
-        )
+        absolute = location if "://" in location else str(Path(location).resolve())
+        spark = session_from(args, "aiquery-usage", **{"aiquery.usage.location": absolute})
         print(f"committed {flush(spark)} spooled usage records", file=sys.stderr)
     since = report.parse_when(args.since) if args.since else None
     until = report.parse_when(args.until) if args.until else None

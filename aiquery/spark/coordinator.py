@@ -17,6 +17,7 @@ One coordinator per process and driver spool (or none); it starts on first use (
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import json
 import logging
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiquery.client.shared_rate import PERMITS_PATH, PermitBank
 from aiquery.errors import ConfigError
-from aiquery.settings import is_classic, setting
+from aiquery.settings import is_classic, is_local, setting
 from aiquery.usage.driver.collector import BadBatchError, Collector
 from aiquery.usage.relay import CLOSE_HEADER, SEQUENCE_HEADER, USAGE_PATH, WRITER_HEADER
 
@@ -63,6 +64,10 @@ class Coordinator:
             target=self._server.serve_forever, name="aiquery-coordinator", daemon=True
         ).start()
         threading.Thread(target=self._reap, name="aiquery-coordinator-reaper", daemon=True).start()
+        # At exit, before the committer's last flush (atexit runs last-registered first, and
+        # the committer starts before any coordinator): every file closed is committed and
+        # removed, not left for the next driver to find.
+        atexit.register(self.stop)
         log.info("aiquery: coordinator listening on %s", self.url)
 
     def _reap(self) -> None:
@@ -71,6 +76,8 @@ class Coordinator:
                 self.collector.reap(REAP_IDLE_S)
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._server.shutdown()
         self._server.server_close()
@@ -158,6 +165,8 @@ def coordinator(spark: SparkSession, spool_dir: str | None) -> Coordinator:
 
 def _driver_host(spark: SparkSession) -> str:
     """An address of this process that executors can reach."""
+    if is_local(spark) and is_classic(spark):
+        return "127.0.0.1"  # executors run in this process: no reason to listen further
     if is_classic(spark):
         return spark.conf.get("spark.driver.host", None) or socket.gethostname()
     # A Spark Connect client: the executors reach what the Connect server reaches, so the

@@ -7,6 +7,7 @@ cached in ~/.ivy2 afterwards; nothing is vendored.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,14 @@ def spark_session(
 
     `master` chooses where it runs; without it Spark's own choice stands (`spark-submit
     --master`, `MASTER`, spark-defaults.conf, `PYSPARK_SUBMIT_ARGS`), and `local[*]` when
-    nothing chose. `remote` (`sc://host:port`) connects to a Spark Connect server instead,
-    which brings its own Delta and warehouse; `conf` is then set on the session.
+    nothing chose. `remote` (`sc://host:port`, else `$SPARK_REMOTE` when no master is
+    given) connects to a Spark Connect server instead, which brings its own Delta and
+    warehouse; `conf` is then set on the session.
     `warehouse` is where managed tables (and, by default, the usage table) live; it
     defaults to `./spark-warehouse` as in plain Spark.
     """
+    if remote is None and master is None:
+        remote = os.environ.get("SPARK_REMOTE") or None
     if remote is not None:
         session = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
         for key, value in (conf or {}).items():
@@ -57,8 +61,16 @@ def spark_session(
         "spark.databricks.delta.snapshotPartitions": "2",
     }
     if warehouse is not None:
-        settings["spark.sql.warehouse.dir"] = str(Path(warehouse).resolve())
+        # A URL (s3a://, abfss://, hdfs://) as it is; a local path made absolute.
+        settings["spark.sql.warehouse.dir"] = (
+            str(warehouse) if "://" in str(warehouse) else str(Path(warehouse).resolve())
+        )
     settings.update(conf or {})
+    # Delta's helper sets spark.jars.packages: packages asked for here (hadoop-aws for
+    # s3a://, say) join Delta's instead of being replaced by them.
+    extra = [
+        p.strip() for p in str(settings.pop("spark.jars.packages", "")).split(",") if p.strip()
+    ]
     for key, value in settings.items():
         builder = builder.config(key, value)
-    return configure_spark_with_delta_pip(builder).getOrCreate()
+    return configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from aiquery.errors import ConfigError
 
@@ -23,10 +24,10 @@ GROUPS = ("endpoint", "day", "requester", "status", "api_type")
 _COLUMN = {"endpoint": "endpoint_name", "requester": "requester", "api_type": "api_type"}
 
 
-def default_location() -> Path:
-    return Path(
-        os.environ.get("AIQUERY_USAGE_LOCATION")
-        or Path("spark-warehouse") / "ai_gateway.db" / "usage"
+def default_location() -> str:
+    """The usage table: a directory or a URL (s3a://, abfss://, ...), kept as it is."""
+    return os.environ.get("AIQUERY_USAGE_LOCATION") or str(
+        Path("spark-warehouse") / "ai_gateway.db" / "usage"
     )
 
 
@@ -75,15 +76,18 @@ def load_rows(
     # delta-rs reads the log (which files are current); pyarrow reads the Parquet files.
     # Reading through delta-rs' own scan made ~40% of processes abort at exit
     # ("terminate called without an active exception": deltalake 1.6 with pyarrow 26).
-    files = [_local(uri) for uri in table.file_uris(partition_filters=filters or None)]
-    if not files:
+    uris = table.file_uris(partition_filters=filters or None)
+    if not uris:
         return []
+    filesystem, base = _filesystem(table.table_uri)
+    files = [_path(uri, filesystem) for uri in uris]
     partitioning = ds.partitioning(pa.schema([("event_date", pa.date32())]), flavor="hive")
     dataset = ds.dataset(
         files,
         format="parquet",
         partitioning=partitioning,
-        partition_base_dir=_local(table.table_uri).rstrip("/"),
+        partition_base_dir=base.rstrip("/"),
+        filesystem=filesystem,
     )
     rows: list[dict[str, Any]] = dataset.to_table().to_pylist()
     for row in rows:
@@ -101,8 +105,26 @@ def load_rows(
     ]
 
 
-def _local(uri: str) -> str:
-    return unquote(urlparse(uri).path) if uri.startswith("file:") else uri
+def _filesystem(table_uri: str) -> tuple[pafs.FileSystem | None, str]:
+    """(filesystem, path) of a table: local, or object storage as delta-rs reached it.
+
+    s3a:// (Hadoop's name, as Spark wrote it) is S3 to pyarrow; both read the standard
+    AWS_* variables (AWS_ENDPOINT_URL, AWS_REGION, keys, AWS_ALLOW_HTTP for delta-rs)."""
+    if table_uri.startswith("file:") or "://" not in table_uri:
+        return None, _path(table_uri, None)
+    filesystem, path = pafs.FileSystem.from_uri(_pyarrow_uri(table_uri))
+    return filesystem, path
+
+
+def _path(uri: str, filesystem: pafs.FileSystem | None) -> str:
+    if filesystem is None:
+        return unquote(urlparse(uri).path) if uri.startswith("file:") else uri
+    parsed = urlparse(uri)  # bucket/key, as pyarrow's object store filesystems name files
+    return unquote(parsed.netloc + parsed.path)
+
+
+def _pyarrow_uri(uri: str) -> str:
+    return "s3://" + uri.removeprefix("s3a://") if uri.startswith("s3a://") else uri
 
 
 def _key(row: Mapping[str, Any], group: str) -> str:

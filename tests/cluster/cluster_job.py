@@ -1,7 +1,7 @@
 """A `spark-submit`ted job for the cluster tier: one ai_query column into Delta, then a report.
 
 Usage: spark-submit ... cluster_job.py <output path> even|skewed. Prints one JSON line:
-rows written, distinct ids, rows answered, and how usage reached the driver.
+rows written, distinct ids, rows answered, how usage reached the driver, and the usage rows.
 """
 
 from __future__ import annotations
@@ -36,4 +36,10 @@ if __name__ == "__main__":
         "delivery": usage_settings(spark).delivery,
     }
     aiquery.flush_usage(spark)
+    # Usage as the table holds it, read through Spark: the table may be on object storage.
+    usage = aiquery.sql(
+        spark,
+        "SELECT request_id, status_code, spark_app_id, spark_task FROM system.ai_gateway.usage",
+    ).collect()
+    report["usage"] = [row.asDict() for row in usage]
     print(json.dumps(report))

@@ -1,6 +1,7 @@
 """A real Spark standalone cluster on loopback: a master and two workers, each worker with its
 own work directory, HOME and loopback address (127.0.0.1 and 127.0.0.2, so two hosts as
-Spark sees them), started with the `spark-class` that PySpark ships.
+Spark sees them), started with the `spark-class` that PySpark ships; and an S3 server (moto's server mode, its
+own process on loopback) for jobs whose tables live on `s3a://`.
 
 The tests import the helpers of `standalone.py` by plain name (this directory is put on
 sys.path below, as pytest's default import mode does anyway).
@@ -20,7 +21,43 @@ HERE = str(Path(__file__).parent)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from standalone import SPARK_CLASS, Cluster, answers, free_port, start, wait  # noqa: E402
+from standalone import (  # noqa: E402
+    SPARK_CLASS,
+    Cluster,
+    ObjectStorage,
+    answers,
+    free_port,
+    start,
+    wait,
+)
+
+
+@pytest.fixture(scope="session")
+def object_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStorage]:
+    """moto's S3 server as its own process on a loopback port (no AWS account, no internet)."""
+    import urllib.request
+
+    root: Path = tmp_path_factory.mktemp("s3")
+    port = free_port()
+    server = start(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        root / "moto.log",
+        dict(os.environ),
+    )
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait(up, "the S3 server", [server])
+        yield ObjectStorage(f"http://127.0.0.1:{port}")
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 @pytest.fixture(scope="session")

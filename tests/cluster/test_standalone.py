@@ -14,7 +14,7 @@ from typing import Any
 
 import pyspark
 import pytest
-from standalone import Cluster
+from standalone import HADOOP_AWS_PACKAGE, Cluster, ObjectStorage
 
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.server import EmulatorServer
@@ -166,13 +166,19 @@ def _executor_pids() -> list[int]:
 
 
 def _submit(cluster: Cluster, emulator: EmulatorServer, tmp_path: Path, shape: str,
-            *conf: str) -> subprocess.Popen[str]:  # fmt: skip
+            *conf: str, storage: ObjectStorage | None = None) -> subprocess.Popen[str]:  # fmt: skip
+    """`cluster_job.py` submitted to the cluster; its table and usage on `storage` if given."""
     submit = str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
+    packages, root = DELTA_PACKAGE, str(tmp_path)
+    if storage is not None:
+        packages += "," + HADOOP_AWS_PACKAGE
+        root = storage.new_root()
+        conf = (*storage.spark_conf(), *conf)
     command = [
-        submit, "--master", cluster.master_url, "--packages", DELTA_PACKAGE, *SMALL,
-        "--conf", f"spark.sql.warehouse.dir={tmp_path / 'warehouse'}",
+        submit, "--master", cluster.master_url, "--packages", packages, *SMALL,
+        "--conf", f"spark.sql.warehouse.dir={root}/warehouse",
         *(arg for setting in conf for arg in ("--conf", setting)),
-        str(JOB), str(tmp_path / "out"), shape,
+        str(JOB), f"{root}/out", shape,
     ]  # fmt: skip
     return subprocess.Popen(
         command,
@@ -192,22 +198,33 @@ def _report(job: subprocess.Popen[str]) -> dict[str, Any]:
     return report
 
 
-def _assert_usage_is_the_server_log(warehouse: Path, served: list[dict[str, Any]]) -> list[Any]:
-    rows = load_rows(warehouse / "ai_gateway.db" / "usage")
+def _assert_usage_is_the_server_log(
+    rows: list[dict[str, Any]], served: list[dict[str, Any]]
+) -> None:
+    """Exactly once: a row for every request the server saw, no request twice."""
     ids = [r["request_id"] for r in rows]
     assert len(ids) == len(set(ids)), "a request has two usage rows"
     served_ids = {r["request_id"] for r in served}
     assert served_ids <= set(ids), "a request the server saw has no usage row"
     # Rows the server never saw: requests a dying worker recorded as started, unanswered.
     assert all(r["status_code"] is None for r in rows if r["request_id"] not in served_ids)
-    return rows
+    assert all(r["spark_app_id"] and r["spark_task"] for r in rows)
 
 
-def test_a_whole_executor_killed_mid_job_loses_and_doubles_nothing(
-    cluster: Cluster, emulator: EmulatorServer, control: EmulatorControl, tmp_path: Path
+def test_a_whole_executor_killed_mid_job_loses_and_doubles_nothing_on_object_storage(
+    cluster: Cluster,
+    emulator: EmulatorServer,
+    control: EmulatorControl,
+    object_storage: ObjectStorage,
+    tmp_path: Path,
 ) -> None:
+    """The output table, the warehouse and the usage table on s3a:// (a real S3 server on
+    loopback); usage reaches the driver over HTTP, not through any shared directory."""
     control.set_faults(latency_ms=150)
-    job = _submit(cluster, emulator, tmp_path, "even", "spark.aiquery.concurrencyPerTask=4")
+    job = _submit(
+        cluster, emulator, tmp_path, "even", "spark.aiquery.concurrencyPerTask=4",
+        storage=object_storage,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while len(control.requests()) < 30:  # the job is sending: now kill an executor
@@ -220,12 +237,21 @@ def test_a_whole_executor_killed_mid_job_loses_and_doubles_nothing(
     finally:
         if job.poll() is None:
             job.kill()
+    usage = report.pop("usage")
     # Spark reran the lost tasks; usage went to the driver (no spool shared with executors).
     assert report == {"rows": 160, "ids": 160, "answered": 160, "delivery": "driver"}
     served = control.requests()
-    rows = _assert_usage_is_the_server_log(tmp_path / "warehouse", served)
+    _assert_usage_is_the_server_log(usage, served)
     assert len(served) >= 160
-    assert {r["spark_app_id"] for r in rows} and all(r["spark_task"] for r in rows)
+    assert object_storage.keys("/warehouse/ai_gateway.db/usage/_delta_log/"), "usage not on S3"
+    # The CLI reads the table where it is (delta-rs and pyarrow, with the AWS_* settings).
+    table = object_storage.root + "/warehouse/ai_gateway.db/usage"
+    done = cli(
+        ["usage", "--table", table, "--by", "endpoint"], object_storage.env(_env(None)), tmp_path
+    )
+    assert done.returncode == 0, _why(done)
+    line = next(line for line in done.stdout.splitlines() if "databricks-gpt-5-4" in line)
+    assert line.split()[1] == str(len(usage))  # endpoint, requests
 
 
 def test_speculative_copies_of_a_straggler_double_no_row(
@@ -239,9 +265,10 @@ def test_speculative_copies_of_a_straggler_double_no_row(
         "spark.speculation.multiplier=2",
     )  # fmt: skip
     report = _report(job)
+    rows = report.pop("usage")
     assert report == {"rows": 43, "ids": 43, "answered": 43, "delivery": "driver"}
     served = control.requests()
-    rows = _assert_usage_is_the_server_log(tmp_path / "warehouse", served)
+    _assert_usage_is_the_server_log(rows, served)
     attempts = {r["spark_task"].rsplit(".", 1)[1] for r in rows if r["spark_task"]}
     assert "1" in attempts, "no speculative copy ran: the test proves nothing"
     assert len(served) > 43  # both copies of the straggler sent requests, each one row

@@ -26,8 +26,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def connect_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's directory: its log, and its warehouse (where the usage table lives)."""
     root: Path = tmp_path_factory.mktemp("connect")
+    return root
+
+
+@pytest.fixture(scope="session")
+def connect_url(connect_root: Path) -> Iterator[str]:
+    root = connect_root
     port = _free_port()
     conf = {
         **DELTA_CONF,

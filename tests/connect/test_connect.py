@@ -68,3 +68,68 @@ def test_every_api_works_from_a_spark_connect_client(
     assert all(u["tags"].get("tier") == "connect" for u in usage.values()), usage
     assert {u["tags"].get("api") for u in usage.values()} == {None, "dataframe"}
     assert all(u["requester"] for u in usage.values())
+
+
+# --- the scheduled notebooks, run headless against the Connect server -------------------------
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def run_notebook(
+    url: str, emulator: EmulatorServer, notebook: str, workdir: Path, run_id: str, **params: str
+) -> str:
+    """The notebook run by its own runner (a fresh kernel), as a scheduler would, with
+    `spark_remote` set; returns the text it printed."""
+    env = {**os.environ, "DATABRICKS_HOST": emulator.url, "DATABRICKS_TOKEN": emulator.token}
+    env.pop("AIQUERY_ENDPOINTS", None)
+    executed = workdir / f"{run_id}.ipynb"
+    args = [arg for name, value in params.items() for arg in ("-r", name, value)]
+    done = subprocess.run(
+        [sys.executable, str(NOTEBOOKS / "run_notebook.py"), str(NOTEBOOKS / notebook),
+         "-r", "spark_remote", url, "-r", "run_id", run_id, *args,
+         "-o", str(executed), "--cwd", str(workdir)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    printed = "\n".join(
+        "".join(output.get("text", ""))
+        for cell in json.loads(executed.read_text())["cells"]
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + printed[-3000:]
+    return printed
+
+
+def test_the_scheduled_notebooks_run_over_spark_connect(
+    connect_url: str,
+    connect_root: Path,
+    emulator: EmulatorServer,
+    control: EmulatorControl,
+    tmp_path: Path,
+) -> None:
+    from deltalake import DeltaTable
+
+    from aiquery.usage.report import load_rows
+
+    tables = {"source_table": str(tmp_path / "reviews"), "output_table": str(tmp_path / "out")}
+    printed = run_notebook(
+        connect_url, emulator, "summarize_reviews.ipynb", tmp_path, "connect-1", **tables
+    )
+    out = DeltaTable(tables["output_table"]).to_pyarrow_table().to_pylist()
+    sent = [r for r in control.requests() if (r["request_tags"] or {}).get("run_id") == "connect-1"]
+    assert len(out) == len(sent) >= 50 and all(
+        r["summary"] and r["error_message"] is None for r in out
+    )
+    assert f"{len(sent)} requests in this run" in printed
+    usage = load_rows(connect_root / "warehouse" / "ai_gateway.db" / "usage")
+    mine = [u for u in usage if (u["request_tags"] or {}).get("run_id") == "connect-1"]
+    assert sorted(u["request_id"] for u in mine) == sorted(r["request_id"] for r in sent)
+
+    # Run again: nothing new, nothing sent. Then the DataFrame-API notebook, embeddings.
+    logged = len(control.requests())
+    run_notebook(connect_url, emulator, "summarize_reviews.ipynb", tmp_path, "connect-2", **tables)
+    assert len(control.requests()) == logged
+    docs = {"source_table": str(tmp_path / "docs"), "output_table": str(tmp_path / "vectors")}
+    run_notebook(connect_url, emulator, "embed_documents.ipynb", tmp_path, "connect-3", **docs)
+    vectors = DeltaTable(docs["output_table"]).to_pyarrow_table().to_pylist()
+    assert vectors and all(len(r["embedding"]) == 1024 for r in vectors)

@@ -147,6 +147,9 @@ def test_a_token_the_server_echoes_back_is_redacted_from_errors_and_logs(
         def finished(self, attempt: Any) -> None:
             records.append(attempt)
 
+        async def drain(self) -> None:
+            return None
+
     caplog.set_level(logging.DEBUG)
     settings = EngineSettings(concurrency=4, policy=RetryPolicy(base_delay_s=0, max_delay_s=0))
     with (

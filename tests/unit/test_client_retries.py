@@ -67,6 +67,9 @@ class Spy:
     def finished(self, attempt: Attempt) -> None:
         self.finishes.append(attempt)
 
+    async def drain(self) -> None:
+        return None
+
 
 @dataclass
 class Harness:

@@ -22,7 +22,6 @@ from aiquery.usage.driver.collector import BadBatchError, Collector
 from aiquery.usage.driver.spool import read_rows, spool_files
 from aiquery.usage.record import FINISHED, STARTED, Attempt, Call, attempt_line, header_line
 from aiquery.usage.relay import (
-    CLOSE_HEADER,
     SEQUENCE_HEADER,
     WRITER_HEADER,
     RelayWriter,
@@ -164,7 +163,7 @@ def test_with_the_driver_unreachable_nothing_is_sent_and_the_task_fails() -> Non
             recorder=writer,
             transport=lambda _: MockTransport(handler),
         ) as engine,
-        pytest.raises(UsageDeliveryError, match="aiquery.usage.spoolDir"),
+        pytest.raises(UsageDeliveryError, match=r"aiquery\.usage\.spoolDir"),
     ):
         list(engine.map([["a", "b", "c"]]))
     assert sent == []

@@ -24,6 +24,7 @@ from aiquery.usage.record import Call, parse_line
 
 ROTATE_LINES = 20_000
 ROTATE_SECONDS = 30.0
+CLOSED_REMEMBERED = 100_000
 
 
 class BadBatchError(ValueError):
@@ -48,7 +49,7 @@ class Collector:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._prefix = f"{socket.gethostname()}-{os.getpid()}"
         self._writers: dict[str, _Writer] = {}
-        self._closed: set[str] = set()
+        self._closed: dict[str, None] = {}  # recently closed writers, oldest first
         self._lock = threading.Lock()
         self.batches = 0
         self.duplicates = 0
@@ -78,7 +79,9 @@ class Collector:
             if close:
                 self._close_file(writer)
                 del self._writers[writer_id]
-                self._closed.add(writer_id)
+                self._closed[writer_id] = None
+                if len(self._closed) > CLOSED_REMEMBERED:  # a repeated close comes within seconds
+                    del self._closed[next(iter(self._closed))]
 
     def reap(self, idle_s: float) -> int:
         """Close the files of writers silent for `idle_s` (their executor may be gone), so

@@ -254,8 +254,12 @@ def test_a_whole_executor_killed_mid_job_loses_and_doubles_nothing_on_object_sto
     assert line.split()[1] == str(len(usage))  # endpoint, requests
 
 
-def test_speculative_copies_of_a_straggler_double_no_row(
-    cluster: Cluster, emulator: EmulatorServer, control: EmulatorControl, tmp_path: Path
+def test_speculative_copies_of_a_straggler_double_no_row_on_object_storage(
+    cluster: Cluster,
+    emulator: EmulatorServer,
+    control: EmulatorControl,
+    object_storage: ObjectStorage,
+    tmp_path: Path,
 ) -> None:
     control.set_faults(latency_ms=200)
     job = _submit(
@@ -263,6 +267,7 @@ def test_speculative_copies_of_a_straggler_double_no_row(
         "spark.aiquery.concurrencyPerTask=1", "spark.speculation=true",
         "spark.speculation.interval=200ms", "spark.speculation.quantile=0.5",
         "spark.speculation.multiplier=2",
+        storage=object_storage,
     )  # fmt: skip
     report = _report(job)
     rows = report.pop("usage")

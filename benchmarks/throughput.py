@@ -846,7 +846,9 @@ def print_report(
 # --- main -------------------------------------------------------------------------------
 
 
-def run(plan: Plan, workloads: str, systems: set[str]) -> dict[str, Any]:
+def run(
+    plan: Plan, workloads: str, systems: set[str], conf: dict[str, str] | None = None
+) -> dict[str, Any]:
     from aiquery.endpoints.registry import reset_configuration
     from aiquery.spark.session import spark_session
 
@@ -872,6 +874,7 @@ def run(plan: Plan, workloads: str, systems: set[str]) -> dict[str, Any]:
                     "spark.driver.host": "127.0.0.1",
                     "spark.driver.bindAddress": "127.0.0.1",
                     "aiquery.concurrencyPerTask": str(PER_TASK),
+                    **(conf or {}),
                 },
             )
             spark.sparkContext.setLogLevel("ERROR")
@@ -898,6 +901,7 @@ def run(plan: Plan, workloads: str, systems: set[str]) -> dict[str, Any]:
             "load_average": os.getloadavg(),
         },
         "plan": asdict(plan),
+        "conf": conf or {},
         "seconds": round(time.perf_counter() - began, 1),
         "workloads": {
             w: {s: asdict(r) for s, r in systems.items()} for w, systems in results.items()
@@ -928,6 +932,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="default: all of them")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and latency; E small only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/throughput.json"))
+    parser.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE",
+        help="a Spark or aiquery setting for the session, e.g. aiquery.usage.delivery=driver",
+    )  # fmt: skip
     parser.add_argument("--bare-loop", help=argparse.SUPPRESS)  # internal: the bare loop's process
     args = parser.parse_args(argv)
     if args.bare_loop:
@@ -942,7 +950,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, naive_rows=args.naive_rows)
     workloads = "".join(w for w in args.workloads.upper() if w in WORKLOADS)
     systems = {s.strip() for s in args.systems.split(",")}
-    report = run(plan, workloads, systems)
+    extra = dict(item.split("=", 1) for item in args.conf)
+    report = run(plan, workloads, systems, extra)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.json}")

@@ -129,6 +129,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Resolved from aiquery.toml / $AIQUERY_ENDPOINTS, DATABRICKS_HOST/TOKEN and the built-in names.",
     )
 
+    commands.add_parser(
+        "jvm",
+        help="build ai_query's Spark SQL extension from source (javac) and print how to enable it",
+        description="For spark-sql, the Thrift server, Connect servers and spark-submit; "
+        "sessions aiquery starts enable it themselves.",
+    )
+
     usage = commands.add_parser(
         "usage",
         help="summarise the usage table, or write the HTML dashboard",
@@ -278,6 +285,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jvm() -> int:
+    from aiquery.spark.extension import EXTENSION_CLASS, extension_jar
+
+    jar = extension_jar()
+    print(jar)
+    print(
+        f"# enable it: --jars {jar} --conf spark.sql.extensions={EXTENSION_CLASS}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.log_level:
@@ -298,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_sql(args)
         if args.command == "endpoints":
             return _endpoints()
+        if args.command == "jvm":
+            return _jvm()
         if args.command == "demo":
             return _demo(args)
     except (EmulatorConfigError, AiQueryError) as e:

@@ -7,11 +7,14 @@ cached in ~/.ivy2 afterwards; nothing is vendored.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
+
+log = logging.getLogger("aiquery")
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -66,6 +69,7 @@ def spark_session(
             str(warehouse) if "://" in str(warehouse) else str(Path(warehouse).resolve())
         )
     settings.update(conf or {})
+    settings.update(_extension_conf(settings))
     # Delta's helper sets spark.jars.packages: packages asked for here (hadoop-aws for
     # s3a://, say) join Delta's instead of being replaced by them.
     extra = [
@@ -73,4 +77,24 @@ def spark_session(
     ]
     for key, value in settings.items():
         builder = builder.config(key, value)
-    return configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()
+    session = configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()
+    from aiquery.spark.extension import install
+
+    install(session)  # ai_query calls are analysed in this process, with its endpoints
+    return session
+
+
+def _extension_conf(settings: dict[str, Any]) -> dict[str, str]:
+    """`ai_query` as a SQL function of the session (`aiquery.spark.extension`), its jar
+    joining any given in `spark.jars`; without a JDK's javac, a warning and no extension."""
+    from aiquery.errors import ConfigError
+    from aiquery.spark.extension import spark_conf
+
+    try:
+        extra = spark_conf(settings.get("spark.sql.extensions"))
+    except ConfigError as e:
+        log.warning("aiquery: %s", e)
+        return {}
+    jars = [j for j in str(settings.get("spark.jars", "")).split(",") if j.strip()]
+    extra["spark.jars"] = ",".join([*jars, extra["spark.jars"]])
+    return extra

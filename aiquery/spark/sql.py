@@ -29,7 +29,7 @@ from aiquery.errors import (
 )
 from aiquery.protocols.common import EMBEDDINGS
 from aiquery.settings import master
-from aiquery.spark import sqllex, sqlscan
+from aiquery.spark import extension, sqllex, sqlscan
 from aiquery.spark.callspec import (
     CallSpec,
     analyze,
@@ -225,11 +225,19 @@ def _plain(value: Any) -> Any:
 
 
 def register(spark: SparkSession) -> None:
-    """Make `ai_query(endpoint, request)` callable from plain `spark.sql` (STRING results).
+    """Make `ai_query` callable from plain `spark.sql`.
 
-    The full syntax (returnType, failOnError, modelParameters, responseFormat,
-    embeddings) needs `aiquery.sql(spark, text)`, which rewrites each call site.
+    With the SQL extension (sessions from `aiquery.spark.session.spark_session`, or
+    `spark.sql.extensions` naming it), `ai_query` already is a function of the session
+    with the whole syntax; this then only starts committing its usage. Without it, a UDF
+    for the 2-argument form (STRING results); the full syntax then needs
+    `aiquery.sql(spark, text)`, which rewrites each call site.
     """
+    if extension.is_enabled(spark.conf):
+        # ai_query is the session's own SQL function, with the whole syntax, analysed
+        # and bound in this process (which commits its usage).
+        extension.install(spark)
+        return
     registry = load_registry()
     usage = bind_usage(spark, usage_context(spark))
     settings = bind_limits(spark, default_settings(spark), registry.endpoints.values(), usage)

@@ -1,0 +1,32 @@
+package io.aiquery.spark;
+
+import org.apache.spark.sql.SparkSessionExtensions;
+import org.apache.spark.sql.catalyst.FunctionIdentifier;
+import org.apache.spark.sql.catalyst.expressions.ExpressionInfo;
+import scala.Tuple3;
+import scala.runtime.AbstractFunction1;
+import scala.runtime.BoxedUnit;
+
+/**
+ * {@code spark.sql.extensions=io.aiquery.spark.AiQueryExtensions}: makes {@code ai_query} a
+ * function of every session, with Databricks' signature (positional and named arguments),
+ * in every Spark SQL entry point. Execution stays in aiquery's Python engine: the function
+ * plans a Python UDF (see {@link AiQueryFunction}).
+ */
+public final class AiQueryExtensions extends AbstractFunction1<SparkSessionExtensions, BoxedUnit> {
+  @Override
+  public BoxedUnit apply(SparkSessionExtensions extensions) {
+    ExpressionInfo info =
+        new ExpressionInfo(
+            AiQueryFunction.class.getName(),
+            null,
+            "ai_query",
+            "ai_query(endpoint, request[, returnType[, failOnError]][, modelParameters => "
+                + "named_struct(...)][, responseFormat => '...']) - Calls a model serving "
+                + "endpoint for each row.",
+            "");
+    extensions.injectFunction(
+        new Tuple3<>(FunctionIdentifier.apply("ai_query"), info, new AiQueryFunction()));
+    return BoxedUnit.UNIT;
+  }
+}

@@ -1,0 +1,147 @@
+"""`ai_query` as a Spark SQL function (the JVM extension, compiled from source by the install):
+plain `spark.sql` with Databricks' whole signature, errors at analysis with nothing sent,
+and the `spark-sql` shell with no Python driver at all."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyspark
+import pytest
+from pyspark.errors import AnalysisException
+from pyspark.sql.types import (
+    ArrayType,
+    FloatType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+import aiquery
+from aiquery.protocols.common import Message
+from aiquery.serving.control import EmulatorControl
+from aiquery.serving.models import chat_reply
+from aiquery.serving.server import EmulatorServer
+from aiquery.spark.extension import EXTENSION_CLASS, extension_jar
+from aiquery.usage.driver.committer import flush
+from aiquery.usage.report import load_rows
+
+pytestmark = pytest.mark.spark
+
+
+def answer(prompt: str) -> str:
+    return chat_reply([Message("user", prompt)]).text
+
+
+def usage_ids(spark, ids: set[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    flush(spark)
+    listed = ",".join(f"'{i}'" for i in ids)
+    rows = aiquery.sql(
+        spark, f"SELECT request_id FROM system.ai_gateway.usage WHERE request_id IN ({listed})"
+    ).collect()
+    return sorted(r.request_id for r in rows)
+
+
+def test_plain_spark_sql_takes_the_whole_signature(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    aiquery.register(spark)  # with the extension: nothing to register, usage is committed
+    prompt = "Summarize: Plain SQL works. Yes."
+    frame = spark.sql(
+        f"""SELECT
+          ai_query('databricks-gpt-5-4', '{prompt}'),
+          ai_query('databricks-gpt-5-4', '{prompt}', 'STRUCT<a: INT>', false) AS positional,
+          ai_query(request => '{prompt}', endpoint => 'databricks-gpt-5-4',
+                   failOnError => false, modelParameters => named_struct('max_tokens', 2)) AS named,
+          ai_query('databricks-gpt-5-4', '{prompt}', 'returnType', 'STRING',
+                   'failOnError', false) AS legacy,
+          ai_query(endpoint => 'databricks-gte-large-en', request => 'hello') AS vector"""
+    )
+    error = StructField("errorMessage", StringType())
+    assert frame.columns[0] == f"ai_query({prompt})"  # Databricks' name, not a UDF's
+    # Four positional arguments: the return type and failOnError hold (it used to be STRING).
+    assert frame.schema["positional"].dataType == StructType(
+        [StructField("result", StructType([StructField("a", IntegerType())])), error]
+    )
+    assert frame.schema["named"].dataType == StructType(
+        [StructField("result", StringType()), error]
+    )
+    assert frame.schema["vector"].dataType == ArrayType(FloatType())
+    row = frame.collect()[0]
+    assert row[0] == answer(prompt)
+    assert row.positional.result is None and "AI_FUNCTION_HTTP_PARSE_CAST_ERROR" in (
+        row.positional.errorMessage
+    )
+    assert row.named.errorMessage is None and len(row.named.result) <= 8  # max_tokens 2
+    assert (row.legacy.result, row.legacy.errorMessage) == (answer(prompt), None)
+    assert len(row.vector) == 1024
+    served = control.requests()
+    assert len(served) == 5
+    assert usage_ids(spark, {r["request_id"] for r in served}) == sorted(
+        r["request_id"] for r in served
+    )
+
+
+@pytest.mark.parametrize(
+    ("statement", "error_class"),
+    [
+        ("SELECT ai_query('no-such-endpoint', 'x')", "AI_FUNCTION_ENDPOINT_NOT_FOUND"),
+        ("SELECT ai_query('databricks-gpt-5-4', 'x', colour => 'red')", "UNRECOGNIZED_PARAMETER_NAME"),
+        (
+            "SELECT ai_query('databricks-gpt-5-4', 'x', modelParameters => named_struct('max_tokens', 'a'))",
+            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_PARAMETER_VALUE",
+        ),
+        ("SELECT ai_query('databricks-gpt-5-4', 'x', 'NOT A TYPE')", "AI_FUNCTION_INVALID_RETURN_TYPE"),
+        ("SELECT ai_query(cast(id AS STRING), 'x') FROM range(2)", "AI_FUNCTION_INVALID_ARGUMENT"),
+        ("SELECT ai_query('databricks-gpt-5-4', id) FROM range(2)", "AI_FUNCTION_INVALID_ARGUMENT"),
+        ("SELECT ai_query(endpoint => 'databricks-gpt-5-4')", "REQUIRED_PARAMETER_NOT_FOUND"),
+    ],
+)  # fmt: skip
+def test_a_bad_call_fails_at_analysis_with_its_class_and_sends_nothing(
+    spark, workspace, control: EmulatorControl, statement: str, error_class: str
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AnalysisException) as caught:
+        spark.sql(statement).collect()
+    assert f"[{error_class}]" in str(caught.value)
+    assert control.requests() == []
+
+
+def test_the_spark_sql_shell_runs_ai_query_with_no_python_driver(
+    emulator: EmulatorServer, control: EmulatorControl, tmp_path: Path
+) -> None:
+    """`spark-sql -e` (a JVM only): analysis in a short-lived Python process, execution in
+    the executors' Python; the spool it leaves is committed by `aiquery usage --flush`."""
+    warehouse = tmp_path / "warehouse"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIQUERY_", "DATABRICKS_"))}
+    env.update(
+        DATABRICKS_HOST=emulator.url,
+        DATABRICKS_TOKEN=emulator.token,
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+    )
+    prompt = "Summarize: The shell has no Python. Still fine."
+    shell = str(Path(pyspark.__file__).parent / "bin" / "spark-sql")
+    done = subprocess.run(
+        [shell, "--master", "local[1]", "--jars", str(extension_jar()),
+         "--conf", f"spark.sql.extensions={EXTENSION_CLASS}",
+         "--conf", f"spark.sql.warehouse.dir={warehouse}",
+         "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={tmp_path / 'derby'}",
+         "-e", f"SELECT ai_query('databricks-gpt-5-4', '{prompt}', failOnError => false).result"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert answer(prompt) in done.stdout.splitlines()
+    served = control.requests()
+    assert len(served) == 1
+    flushed = subprocess.run(
+        [sys.executable, "-m", "aiquery.cli", "usage", "--flush", "--conf", f"spark.sql.warehouse.dir={warehouse}",
+         "--table", str(warehouse / "ai_gateway.db" / "usage")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert flushed.returncode == 0, flushed.stderr[-3000:]
+    rows = load_rows(warehouse / "ai_gateway.db" / "usage")
+    assert [r["request_id"] for r in rows] == [served[0]["request_id"]]

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import pyspark
 import pytest
 
+from aiquery.serving.server import EmulatorServer
+from aiquery.spark.extension import EXTENSION_CLASS, extension_jar
 from aiquery.spark.session import DELTA_CONF
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -33,11 +36,16 @@ def connect_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def connect_url(connect_root: Path) -> Iterator[str]:
+def connect_url(connect_root: Path, emulator_server: EmulatorServer) -> Iterator[str]:
+    """The server loads ai_query's SQL extension; with no Python driver there, calls are
+    analysed by a Python process on its host, which resolves endpoints from the server's
+    environment (the test emulator's)."""
     root = connect_root
     port = _free_port()
     conf = {
         **DELTA_CONF,
+        "spark.sql.extensions": f"{DELTA_CONF['spark.sql.extensions']},{EXTENSION_CLASS}",
+        "spark.jars": str(extension_jar()),
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
         "spark.sql.warehouse.dir": str(root / "warehouse"),
@@ -53,7 +61,15 @@ def connect_url(connect_root: Path) -> Iterator[str]:
         "spark-internal",
     ]
     log = (root / "server.log").open("wb")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIQUERY_", "DATABRICKS_"))}
+    env.update(
+        DATABRICKS_HOST=emulator_server.url,
+        DATABRICKS_TOKEN=emulator_server.token,
+        PYSPARK_PYTHON=sys.executable,
+    )
+    server = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
     try:
         deadline = time.monotonic() + 240
         while True:

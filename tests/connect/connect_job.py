@@ -30,6 +30,13 @@ def main(url: str) -> dict[str, Any]:
     report["plain_sql"] = [
         r.a for r in spark.sql("SELECT ai_query('databricks-gpt-5-4', 'Summarize: Plain SQL works. Yes.') AS a").collect()
     ]  # fmt: skip
+    # The server's ai_query function (its SQL extension): the whole syntax in plain SQL.
+    named = spark.sql(
+        "SELECT ai_query(request => 'Summarize: Named over Connect. Yes.', "
+        "endpoint => 'databricks-gpt-5-4', failOnError => false) AS a"
+    )
+    report["plain_named"] = {"type": named.schema["a"].dataType.simpleString(),
+                             "values": [r.a.result for r in named.collect()]}  # fmt: skip
 
     spark.createDataFrame(
         [(i, f"Summarize: Review {i} is fine. Details follow.") for i in range(20)], "id INT, text STRING"

@@ -53,6 +53,10 @@ def test_every_api_works_from_a_spark_connect_client(
     assert report["classic"] is False  # a real Connect client: no JVM, no sparkContext
 
     assert report["plain_sql"] == [answer("Summarize: Plain SQL works. Yes.")]
+    assert report["plain_named"] == {
+        "type": "struct<result:string,errorMessage:string>",
+        "values": [answer("Summarize: Named over Connect. Yes.")],
+    }
     texts = [f"Summarize: Review {i} is fine. Details follow." for i in range(20)]
     assert [r["summary"] for r in report["full_sql"]] == [answer(t) for t in texts]
     assert all(r["error"] is None and r["label"] and r["dims"] == 1024 for r in report["full_sql"])

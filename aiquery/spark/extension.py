@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aiquery")
 
 EXTENSION_CLASS = "io.aiquery.spark.AiQueryExtensions"
+SYSTEM_CATALOG_CLASS = "io.aiquery.spark.SystemCatalog"
 SOURCES = Path(__file__).resolve().parent.parent / "jvm"
 
 
@@ -107,7 +108,12 @@ def spark_conf(existing_extensions: str | None = None) -> dict[str, str]:
     extensions = [e for e in (existing_extensions or "").split(",") if e.strip()]
     if EXTENSION_CLASS not in extensions:
         extensions.append(EXTENSION_CLASS)
-    return {"spark.jars": str(extension_jar()), "spark.sql.extensions": ",".join(extensions)}
+    return {
+        "spark.jars": str(extension_jar()),
+        "spark.sql.extensions": ",".join(extensions),
+        # system.ai_gateway.usage in plain Spark SQL, read-only (the same jar).
+        "spark.sql.catalog.system": SYSTEM_CATALOG_CLASS,
+    }
 
 
 def is_enabled(conf: Any) -> bool:

@@ -84,6 +84,40 @@ def test_plain_spark_sql_takes_the_whole_signature(
     assert usage_ids(spark, {r["request_id"] for r in served}) == sorted(
         r["request_id"] for r in served
     )
+    # The system catalog: Databricks' name in plain Spark SQL, read-only.
+    listed = ",".join(f"'{r['request_id']}'" for r in served)
+    plain = spark.sql(
+        f"SELECT request_id, status_code FROM system.ai_gateway.usage WHERE request_id IN ({listed})"
+    ).collect()
+    assert sorted(r.request_id for r in plain) == sorted(r["request_id"] for r in served)
+    assert {r.status_code for r in plain} == {200}
+    with pytest.raises(Exception, match="read-only"):
+        spark.sql("DELETE FROM system.ai_gateway.usage WHERE true").collect()
+
+
+def test_persistent_views_and_sql_functions_may_call_ai_query(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    """Databricks' documented `CREATE FUNCTION ... RETURN ai_query(...)`, and a view."""
+    spark.sql(
+        "CREATE OR REPLACE FUNCTION correct_grammar(text STRING) RETURNS STRING "
+        "RETURN ai_query('databricks-gpt-5-4', concat('Summarize: ', text))"
+    )
+    spark.sql(
+        "CREATE OR REPLACE VIEW summaries AS SELECT id, ai_query('databricks-gpt-5-4', "
+        "concat('Summarize: Row ', id, ' is here. More.')) AS s FROM range(3)"
+    )
+    try:
+        assert spark.sql("SELECT correct_grammar('It are fine. Yes.') AS g").first().g == answer(
+            "Summarize: It are fine. Yes."
+        )
+        assert sorted(r.s for r in spark.table("summaries").collect()) == [
+            f"Row {i} is here." for i in range(3)
+        ]
+    finally:
+        spark.sql("DROP VIEW IF EXISTS summaries")
+        spark.sql("DROP FUNCTION IF EXISTS correct_grammar")
+    assert len(control.requests()) == 4
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 package io.aiquery.spark;
 
 import org.apache.spark.sql.SparkSessionExtensions;
+import org.apache.spark.sql.catalyst.analysis.FunctionRegistry;
 import org.apache.spark.sql.catalyst.FunctionIdentifier;
 import org.apache.spark.sql.catalyst.expressions.ExpressionInfo;
 import scala.Tuple3;
@@ -25,8 +26,14 @@ public final class AiQueryExtensions extends AbstractFunction1<SparkSessionExten
                 + "named_struct(...)][, responseFormat => '...']) - Calls a model serving "
                 + "endpoint for each row.",
             "");
-    extensions.injectFunction(
-        new Tuple3<>(FunctionIdentifier.apply("ai_query"), info, new AiQueryFunction()));
+    FunctionIdentifier name = FunctionIdentifier.apply("ai_query");
+    AiQueryFunction builder = new AiQueryFunction();
+    extensions.injectFunction(new Tuple3<>(name, info, builder));
+    // Spark counts a session's injected functions as temporary, and a persistent view or SQL
+    // function may not reference a temporary one (INVALID_TEMP_OBJ_REFERENCE). Registered
+    // among the built-ins too (this JVM's), ai_query is a function those may use, as on
+    // Databricks; any application that reads them needs the extension as well.
+    FunctionRegistry.builtin().registerFunction(name, info, builder);
     return BoxedUnit.UNIT;
   }
 }

@@ -104,21 +104,35 @@ def _java_path() -> str:
 
 
 def spark_conf(existing_extensions: str | None = None) -> dict[str, str]:
-    """The settings that enable the extension in a session started from Python."""
+    """The settings that enable the extension in a session started from Python.
+
+    The jar goes on the driver's class path only: its classes analyse statements and never
+    run on executors. (Through `spark.jars` it would also replace the list that
+    `spark.jars.packages` resolved, and executors on a cluster would lose Delta's jars.)
+    """
     extensions = [e for e in (existing_extensions or "").split(",") if e.strip()]
     if EXTENSION_CLASS not in extensions:
         extensions.append(EXTENSION_CLASS)
     return {
-        "spark.jars": str(extension_jar()),
+        "spark.driver.extraClassPath": str(extension_jar()),
         "spark.sql.extensions": ",".join(extensions),
         # system.ai_gateway.usage in plain Spark SQL, read-only (the same jar).
         "spark.sql.catalog.system": SYSTEM_CATALOG_CLASS,
     }
 
 
-def is_enabled(conf: Any) -> bool:
-    """The session was started with the extension (`spark.sql.extensions` names it)."""
-    return EXTENSION_CLASS in (conf.get("spark.sql.extensions", None) or "")
+def is_enabled(spark: SparkSession) -> bool:
+    """`ai_query` is the session's SQL function: its settings name the extension, and (on a
+    classic driver) the JVM could load it; a JVM started before the settings (spark-submit
+    without `--driver-class-path`) could not."""
+    if EXTENSION_CLASS not in (spark.conf.get("spark.sql.extensions", None) or ""):
+        return False
+    if not is_classic(spark):
+        return True
+    from py4j.java_gateway import JavaClass  # type: ignore[import-untyped]
+
+    jvm = spark.sparkContext._jvm
+    return jvm is not None and isinstance(jvm.io.aiquery.spark.PythonAnalysis, JavaClass)
 
 
 # --- analysis, on the driver (a process per new call; the JVM caches the answers) ---------
@@ -213,7 +227,7 @@ class _DriverAnalyzer:
 
 def install(spark: SparkSession) -> None:
     """Analyse this session's calls in this process (classic sessions with the extension)."""
-    if not is_classic(spark) or not is_enabled(spark.conf):
+    if not is_classic(spark) or not is_enabled(spark):
         return
     from pyspark.java_gateway import ensure_callback_server_started
 

@@ -86,7 +86,7 @@ def spark_session(
 
 def _extension_conf(settings: dict[str, Any]) -> dict[str, str]:
     """`ai_query` as a SQL function of the session (`aiquery.spark.extension`), its jar
-    joining any given in `spark.jars`; without a JDK's javac, a warning and no extension."""
+    on the driver's class path; without a JDK's javac, a warning and no extension."""
     from aiquery.errors import ConfigError
     from aiquery.spark.extension import spark_conf
 
@@ -95,6 +95,9 @@ def _extension_conf(settings: dict[str, Any]) -> dict[str, str]:
     except ConfigError as e:
         log.warning("aiquery: %s", e)
         return {}
-    jars = [j for j in str(settings.get("spark.jars", "")).split(",") if j.strip()]
-    extra["spark.jars"] = ",".join([*jars, extra["spark.jars"]])
+    given = settings.get("spark.driver.extraClassPath")
+    if given:
+        extra["spark.driver.extraClassPath"] = (
+            f"{given}{os.pathsep}{extra['spark.driver.extraClassPath']}"
+        )
     return extra

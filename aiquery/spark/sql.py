@@ -233,7 +233,7 @@ def register(spark: SparkSession) -> None:
     for the 2-argument form (STRING results); the full syntax then needs
     `aiquery.sql(spark, text)`, which rewrites each call site.
     """
-    if extension.is_enabled(spark.conf):
+    if extension.is_enabled(spark):
         # ai_query is the session's own SQL function, with the whole syntax, analysed
         # and bound in this process (which commits its usage).
         extension.install(spark)

@@ -17,6 +17,7 @@ to the bank with the task's next lease, as debt.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from collections.abc import Callable
 import aiohttp
 
 from aiquery.errors import AiQueryError
+from aiquery.usage.relay import CoordinatorUnreachable, post_until
 
 PERMITS_PATH = "/permits"
 LEASE_S = 0.05  # a lease is this much of the whole rate (at least one unit)
@@ -73,7 +75,6 @@ class SharedBudget:
         key: str,
         per_minute: float,
         *,
-        sleep: Callable[[float], asyncio.Future[None] | object] = asyncio.sleep,
         deadline_s: float = 120.0,
     ) -> None:
         if per_minute <= 0:
@@ -117,25 +118,19 @@ class SharedBudget:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         body = {"key": self.key, "per_minute": self.per_minute, "want": want, "debt": self._debt}
-        loop = asyncio.get_running_loop()
-        give_up, delay, problem = loop.time() + self.deadline_s, 0.1, ""
-        while True:
-            try:
-                async with self._session.post(self.url, json=body, headers=self._headers) as r:
-                    if r.status == 200:
-                        self._debt = 0.0
-                        return float((await r.json())["wait_s"])
-                    problem = f"HTTP {r.status}: {(await r.text())[:200]}"
-                    if r.status in (400, 401, 404):
-                        break
-            except (TimeoutError, aiohttp.ClientError) as e:
-                problem = f"{type(e).__name__}: {e}"
-            if loop.time() + delay > give_up:
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        raise PermitsUnavailableError(
-            f"the job-wide rate limit's permits could not be had from the driver at {self.url} "
-            f"({problem}); check that executors can reach the driver "
-            "(aiquery.coordinator.host/port)"
-        )
+        try:
+            answer = await post_until(
+                self._session,
+                self.url,
+                headers=self._headers,
+                deadline_s=self.deadline_s,
+                json=body,
+            )
+        except CoordinatorUnreachable as e:
+            raise PermitsUnavailableError(
+                f"the job-wide rate limit's permits could not be had from the driver at "
+                f"{self.url} ({e}); check that executors can reach the driver "
+                "(aiquery.coordinator.host/port)"
+            ) from None
+        self._debt = 0.0
+        return float(json.loads(answer)["wait_s"])

@@ -155,20 +155,9 @@ class _Session:
 
 def analyze(call: Mapping[str, Any]) -> dict[str, Any]:
     """{"ok", "type", "spec"} for a call the JVM bound, or {"ok": False, "message"}."""
-    from aiquery.spark.callspec import analyze as analyze_call
-
     try:
         session: Any = _Session(call.get("conf") or {})
-        model_parameters = call.get("modelParameters")
-        spec = analyze_call(
-            session,
-            str(call["endpoint"]),
-            return_type=call.get("returnType"),
-            fail_on_error=bool(call.get("failOnError", True)),
-            model_parameters=json.loads(model_parameters) if model_parameters else None,
-            response_format=call.get("responseFormat"),
-        )
-        _check_request(spec, call.get("requestType"))
+        spec = _analyze_call(session, call)
         if spec.usage is not None and spec.usage.delivery == "driver":
             raise ConfigError(
                 "ai_query through the SQL extension records usage in a spool directory "
@@ -178,6 +167,28 @@ def analyze(call: Mapping[str, Any]) -> dict[str, Any]:
             )
     except AiQueryError as e:
         return {"ok": False, "message": str(e)}
+    return _answer(spec)
+
+
+def _analyze_call(session: Any, call: Mapping[str, Any]) -> CallSpec:
+    """`callspec.analyze` of the arguments the JVM bound, and the request's type checked."""
+    from aiquery.spark.callspec import analyze as analyze_call
+
+    model_parameters = call.get("modelParameters")
+    spec = analyze_call(
+        session,
+        str(call["endpoint"]),
+        return_type=call.get("returnType"),
+        fail_on_error=bool(call.get("failOnError", True)),
+        model_parameters=json.loads(model_parameters) if model_parameters else None,
+        response_format=call.get("responseFormat"),
+    )
+    _check_request(spec, call.get("requestType"))
+    return spec
+
+
+def _answer(spec: CallSpec) -> dict[str, Any]:
+    """The JVM's answer for a call: its result type, and the spec executors unpickle."""
     blob = base64.b64encode(pickle.dumps(spec)).decode("ascii")
     return {"ok": True, "type": spec.result_type.json(), "spec": blob}
 
@@ -241,25 +252,13 @@ def install(spark: SparkSession) -> None:
 def analyze_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str, Any]:
     """`analyze` with this driver's endpoints, then bound here (`runtime.bind`): the embedded
     emulator, the usage committer and coordinator, job-wide rate limits."""
-    from aiquery.spark.callspec import analyze as analyze_call
     from aiquery.spark.runtime import bind
 
     try:
-        model_parameters = call.get("modelParameters")
-        spec = analyze_call(
-            spark,
-            str(call["endpoint"]),
-            return_type=call.get("returnType"),
-            fail_on_error=bool(call.get("failOnError", True)),
-            model_parameters=json.loads(model_parameters) if model_parameters else None,
-            response_format=call.get("responseFormat"),
-        )
-        _check_request(spec, call.get("requestType"))
-        bound = bind(spark, spec)
+        bound = bind(spark, _analyze_call(spark, call))
     except AiQueryError as e:
         return {"ok": False, "message": str(e)}
-    blob = base64.b64encode(pickle.dumps(bound)).decode("ascii")
-    return {"ok": True, "type": bound.result_type.json(), "spec": blob}
+    return _answer(bound)
 
 
 # --- execution, on executors ------------------------------------------------------------

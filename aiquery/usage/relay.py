@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -33,6 +34,41 @@ CLOSE_HEADER = "x-aiquery-close"
 USAGE_PATH = "/usage"
 
 DELIVERY_DEADLINE_S = 120.0  # how long a batch is retried before its task fails
+
+
+class CoordinatorUnreachable(Exception):  # noqa: N818 (mapped by each caller into its own error)
+    """No 200 from the driver's coordinator before the deadline; says the last problem."""
+
+
+async def post_until(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    deadline_s: float,
+    data: bytes | None = None,
+    json: Any = None,
+) -> bytes:
+    """POST to the driver's coordinator, retried with backoff until `deadline_s`; the body
+    of its 200. A refusal that retrying cannot mend (a stranger's token, a wrong route,
+    a bad request) ends it at once."""
+    loop = asyncio.get_running_loop()
+    give_up, delay, problem = loop.time() + deadline_s, 0.1, ""
+    while True:
+        try:
+            async with session.post(url, data=data, json=json, headers=headers) as answer:
+                if answer.status == 200:
+                    return await answer.read()
+                problem = f"HTTP {answer.status}: {(await answer.text())[:200]}"
+                if answer.status in (400, 401, 403, 404):  # another driver, a stale token
+                    break
+        except (TimeoutError, aiohttp.ClientError) as e:
+            problem = f"{type(e).__name__}: {e}"
+        if loop.time() + delay > give_up:
+            break
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+    raise CoordinatorUnreachable(problem)
 
 
 class UsageDeliveryError(AiQueryError):
@@ -126,26 +162,14 @@ class RelayWriter:
         body = b"".join(lines)
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.deadline_s
-        delay, problem = 0.1, ""
-        while True:
-            try:
-                async with self._session.post(self.url, data=body, headers=headers) as answer:
-                    if answer.status == 200:
-                        return
-                    problem = f"HTTP {answer.status}: {(await answer.text())[:200]}"
-                    if answer.status in (401, 403, 404):  # another driver, or a stale token
-                        break
-            except (TimeoutError, aiohttp.ClientError) as e:
-                problem = f"{type(e).__name__}: {e}"
-            if loop.time() + delay > give_up:
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        raise UsageDeliveryError(
-            f"usage records could not be delivered to the driver's collector at {self.url} "
-            f"({problem}); check that executors can reach the driver "
-            "(aiquery.usage.collectorHost/collectorPort), or record usage on a shared mount "
-            "(aiquery.usage.spoolDir)"
-        )
+        try:
+            await post_until(
+                self._session, self.url, headers=headers, deadline_s=self.deadline_s, data=body
+            )
+        except CoordinatorUnreachable as e:
+            raise UsageDeliveryError(
+                f"usage records could not be delivered to the driver's collector at {self.url} "
+                f"({e}); check that executors can reach the driver "
+                "(aiquery.coordinator.host/port), or record usage on a shared mount "
+                "(aiquery.usage.spoolDir)"
+            ) from None

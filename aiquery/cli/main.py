@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,11 +130,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Resolved from aiquery.toml / $AIQUERY_ENDPOINTS, DATABRICKS_HOST/TOKEN and the built-in names.",
     )
 
-    commands.add_parser(
+    jvm = commands.add_parser(
         "jvm",
-        help="build ai_query's Spark SQL extension from source (javac) and print how to enable it",
+        help="build ai_query's Spark SQL extension from source (javac) and print its jar",
         description="For spark-sql, the Thrift server, Connect servers and spark-submit; "
         "sessions aiquery starts enable it themselves.",
+    )
+    jvm.add_argument(
+        "--args",
+        action="store_true",
+        help="print the spark-submit arguments instead: Delta Lake, the extension, the "
+        "system catalog (spark-sql $(aiquery jvm --args) -e ...)",
     )
 
     usage = commands.add_parser(
@@ -285,14 +292,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _jvm() -> int:
-    from aiquery.spark.extension import EXTENSION_CLASS, extension_jar
+def _jvm(args: argparse.Namespace) -> int:
+    from aiquery.spark.extension import extension_jar, submit_args
 
-    jar = extension_jar()
-    print(jar)
+    if args.args:
+        print(shlex.join(submit_args()))
+        return 0
+    print(extension_jar())
     print(
-        f"# enable it: --jars {jar} --conf spark.sql.extensions={EXTENSION_CLASS}",
-        file=sys.stderr,
+        "# spark-sql, Thrift/Connect servers, spark-submit: $(aiquery jvm --args)", file=sys.stderr
     )
     return 0
 
@@ -318,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "endpoints":
             return _endpoints()
         if args.command == "jvm":
-            return _jvm()
+            return _jvm(args)
         if args.command == "demo":
             return _demo(args)
     except (EmulatorConfigError, AiQueryError) as e:

@@ -163,6 +163,14 @@ def coordinator(spark: SparkSession, spool_dir: str | None) -> Coordinator:
         return found
 
 
+def stop_all() -> None:
+    """What exit does: every coordinator of this process stopped, its files closed."""
+    with _lock:
+        found = list(_coordinators.values())
+    for c in found:
+        c.stop()
+
+
 def _driver_host(spark: SparkSession) -> str:
     """An address of this process that executors can reach."""
     if is_local(spark) and is_classic(spark):

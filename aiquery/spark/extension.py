@@ -6,10 +6,12 @@ JDK's `javac` against PySpark's own jars, cached per source and Spark version) i
 Spark Connect servers resolve it. Its JVM builder binds the arguments (positional, named,
 or the older key/value form) and hands them to this module:
 
-- `analyze` runs on the driver in a short-lived Python process (`python -m
-  aiquery.spark.extension analyze`, JSON in and out): the same `callspec.analyze` as
-  `aiquery.sql`, so the same checks and error classes, with the session's settings passed
-  along; nothing is sent for a bad call. Its answer is the result type and the call spec.
+- analysis runs in the driver's Python (`analyze_in_driver`): the same `callspec.analyze`
+  as the DataFrame API, so the same checks and error classes; nothing is sent for a bad
+  call. The application's own Python driver answers when it installed itself (`install`);
+  a JVM with none (`spark-sql`, the Thrift and Connect servers) starts a Python companion
+  attached to it (`aiquery.spark.companion`). The answer is the result type and the call
+  spec, bound as in any driver: emulator, usage committer, coordinator.
 - `udf_for` runs on executors: the Python UDF's command is a hand-written pickle of
   `udf_for(spec)`, and the function it returns is the one engine (`aiquery.spark.udf.run`).
 
@@ -26,11 +28,9 @@ import os
 import pickle
 import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -121,6 +121,20 @@ def spark_conf(existing_extensions: str | None = None) -> dict[str, str]:
     }
 
 
+def submit_args() -> list[str]:
+    """`spark-submit` arguments for a JVM started outside Python (`spark-sql`, the Thrift
+    and Connect servers, `spark-submit` jobs): Delta Lake, the extension and the `system`
+    catalog, and Delta as the default table format, as in sessions aiquery starts."""
+    from aiquery.spark.session import DELTA_CONF, delta_package
+
+    settings = {**DELTA_CONF, **spark_conf(DELTA_CONF["spark.sql.extensions"])}
+    return [
+        "--packages",
+        delta_package(),
+        *(arg for key, value in settings.items() for arg in ("--conf", f"{key}={value}")),
+    ]
+
+
 def is_enabled(spark: SparkSession) -> bool:
     """`ai_query` is the session's SQL function: its settings name the extension, and (on a
     classic driver) the JVM could load it; a JVM started before the settings (spark-submit
@@ -135,39 +149,7 @@ def is_enabled(spark: SparkSession) -> bool:
     return jvm is not None and isinstance(jvm.io.aiquery.spark.PythonAnalysis, JavaClass)
 
 
-# --- analysis, on the driver (a process per new call; the JVM caches the answers) ---------
-
-
-class _Conf:
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self._values = dict(values)
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        return self._values.get(key, default)
-
-
-class _Session:
-    """What analysis reads of a session, from the settings the JVM passed (no JVM here)."""
-
-    def __init__(self, conf: Mapping[str, str]) -> None:
-        self.conf = _Conf(conf)
-
-
-def analyze(call: Mapping[str, Any]) -> dict[str, Any]:
-    """{"ok", "type", "spec"} for a call the JVM bound, or {"ok": False, "message"}."""
-    try:
-        session: Any = _Session(call.get("conf") or {})
-        spec = _analyze_call(session, call)
-        if spec.usage is not None and spec.usage.delivery == "driver":
-            raise ConfigError(
-                "ai_query through the SQL extension records usage in a spool directory "
-                "the executors write themselves: on this cluster set "
-                "spark.aiquery.usage.spoolDir to a mount every executor and the driver share, "
-                "or spark.aiquery.usage.enabled=false"
-            )
-    except AiQueryError as e:
-        return {"ok": False, "message": str(e)}
-    return _answer(spec)
+# --- analysis, in the driver's Python ----------------------------------------------------
 
 
 def _analyze_call(session: Any, call: Mapping[str, Any]) -> CallSpec:
@@ -216,24 +198,42 @@ def _check_request(spec: CallSpec, type_json: str | None) -> None:
         )
 
 
-# --- analysis in the Python driver, when there is one --------------------------------------
-
-
 class _DriverAnalyzer:
-    """`io.aiquery.spark.Analyzer`, called by the JVM through Py4J's callback server."""
+    """`io.aiquery.spark.Analyzer` of a PySpark application, called through Py4J's callback
+    server: its calls are analysed and bound in this process."""
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
 
     def analyze(self, call_json: str) -> str:
-        try:
-            return json.dumps(analyze_in_driver(self.spark, json.loads(call_json)))
-        except Exception as e:  # a bug, not a bad call: say so in the statement's error
-            log.exception("aiquery: analysing an ai_query call failed")
-            return json.dumps({"ok": False, "message": f"[AIQUERY_INTERNAL_ERROR] {e!r}"})
+        return answer_call(analyze_in_driver, self.spark, call_json)
+
+    def bind(self, call_json: str) -> str:
+        return answer_call(bind_in_driver, self.spark, call_json)
+
+    def flush(self) -> None:
+        from aiquery.usage.driver.committer import flush_all
+
+        flush_all()
 
     class Java:
         implements: ClassVar[list[str]] = ["io.aiquery.spark.Analyzer"]
+
+
+def answer_call(
+    step: Callable[[SparkSession, Mapping[str, Any]], dict[str, Any]],
+    spark: SparkSession | Callable[[Mapping[str, str]], SparkSession],
+    call_json: str,
+) -> str:
+    """The JVM's JSON answer for one step (analysis or binding) of a call. `spark` is the
+    session, or how to get one for the calling session's settings."""
+    try:
+        call = json.loads(call_json)
+        session = spark(call.get("conf") or {}) if callable(spark) else spark
+        return json.dumps(step(session, call))
+    except Exception as e:  # a bug, not a bad call: say so in the statement's error
+        log.exception("aiquery: %s of an ai_query call failed", step.__name__)
+        return json.dumps({"ok": False, "message": f"[AIQUERY_INTERNAL_ERROR] {e!r}"})
 
 
 def install(spark: SparkSession) -> None:
@@ -250,15 +250,23 @@ def install(spark: SparkSession) -> None:
 
 
 def analyze_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str, Any]:
-    """`analyze` with this driver's endpoints, then bound here (`runtime.bind`): the embedded
-    emulator, the usage committer and coordinator, job-wide rate limits."""
+    """The JVM's call analysed with this driver's endpoints: its result type and its spec,
+    unbound. Analysis starts nothing; `bind_in_driver` does, when the statement runs."""
+    try:
+        return _answer(_analyze_call(spark, call))
+    except AiQueryError as e:
+        return {"ok": False, "message": str(e)}
+
+
+def bind_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str, Any]:
+    """An analysed spec bound here for execution (`runtime.bind`): the embedded emulator,
+    the usage committer and coordinator, job-wide rate limits."""
     from aiquery.spark.runtime import bind
 
     try:
-        bound = bind(spark, _analyze_call(spark, call))
+        return _answer(bind(spark, pickle.loads(base64.b64decode(call["spec"]))))
     except AiQueryError as e:
         return {"ok": False, "message": str(e)}
-    return _answer(bound)
 
 
 # --- execution, on executors ------------------------------------------------------------
@@ -266,26 +274,11 @@ def analyze_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str,
 
 def udf_for(spec_blob: str) -> Callable[[Iterator[pa.Array]], Iterator[pa.Array]]:
     """The UDF body of one call site (unpickled by PySpark's worker from the JVM's command)."""
-    from aiquery.spark.runtime import live_endpoint
     from aiquery.spark.udf import run
 
-    spec: CallSpec = pickle.loads(base64.b64decode(spec_blob))
+    spec: CallSpec = pickle.loads(base64.b64decode(spec_blob))  # bound by the driver
 
     def ai_query(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-        # A built-in name in local mode: the embedded emulator of this worker process.
-        bound = replace(spec, endpoint=live_endpoint(spec.endpoint))
-        yield from run(bound, batches)
+        yield from run(spec, batches)
 
     return ai_query
-
-
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["analyze"]:
-        print(json.dumps(analyze(json.loads(sys.stdin.read()))))
-        return 0
-    print("usage: python -m aiquery.spark.extension analyze < call.json", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

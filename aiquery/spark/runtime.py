@@ -23,7 +23,9 @@ from aiquery.endpoints.registry import EMBEDDED, Endpoint, Secret
 from aiquery.settings import is_local
 from aiquery.spark.callspec import CallSpec
 from aiquery.spark.coordinator import coordinator
+from aiquery.spark.coordinator import stop_all as stop_coordinators
 from aiquery.usage.driver.committer import start_committing
+from aiquery.usage.driver.committer import stop_all as stop_committers
 from aiquery.usage.executor import UsageContext
 
 
@@ -33,6 +35,13 @@ def bind(spark: SparkSession, spec: CallSpec) -> CallSpec:
     usage = bind_usage(spark, spec.usage)
     settings = bind_limits(spark, spec.settings, [spec.endpoint], usage)
     return replace(spec, endpoint=live_endpoint(spec.endpoint), usage=usage, settings=settings)
+
+
+def shutdown() -> None:
+    """Stop what binding started, as exit would, in the order exit would: coordinators
+    first (their files closed), then committers (the last flush commits those files)."""
+    stop_coordinators()
+    stop_committers()
 
 
 def bind_limits(

@@ -19,7 +19,20 @@ log = logging.getLogger("aiquery")
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # As on Databricks: `CREATE TABLE t AS SELECT ...` without USING writes Delta.
+    "spark.sql.sources.default": "delta",
 }
+
+
+def delta_package() -> str:
+    """The Maven coordinates of the Delta Lake that pip installed, for this PySpark (what
+    `configure_spark_with_delta_pip` asks Spark to resolve), for JVMs started outside Python."""
+    from importlib.metadata import version
+
+    import pyspark
+
+    spark = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark}_2.13:{version('delta-spark')}"
 
 
 def spark_session(

@@ -1,6 +1,13 @@
-"""Databricks `ai_query` syntax on Spark SQL: rewrite only the call sites, register their UDFs.
+"""`aiquery.sql`: Spark SQL with Databricks' `ai_query` and `system.ai_gateway.usage`.
 
-Spark's Python UDFs have one fixed result type and refuse named arguments, while
+In a session with ai_query's SQL extension (every session aiquery starts, and servers
+started with `aiquery jvm --args`), `ai_query` is Spark's own function and
+`system.ai_gateway.usage` its `system` catalog's table: the statement goes to `spark.sql`
+unchanged, after a usage flush when it reads the usage table. That is the one path.
+
+Where the extension cannot reach (a session started without it, e.g. a Spark Connect
+server without its settings, or a machine with no JDK compiler), the text is rewritten
+instead. Spark's Python UDFs have one fixed result type and refuse named arguments, while
 `ai_query`'s result type depends on its endpoint and arguments. So each call site is
 analysed on the driver and replaced, by position in the original text, with a call to a
 UDF registered for exactly that site; every other byte of the statement reaches Spark
@@ -51,7 +58,16 @@ NAMED = {n.lower(): n for n in (*POSITIONAL, "modelParameters", "responseFormat"
 
 def sql(spark: SparkSession, statement: str, registry: Registry | None = None) -> DataFrame:
     """`spark.sql` that also understands Databricks' full `ai_query` syntax and reads
-    `system.ai_gateway.usage` (the usage table, flushed first so it is current)."""
+    `system.ai_gateway.usage` (the usage table, flushed first so it is current).
+
+    `registry` (endpoints other than the driver's own) needs the rewriting path."""
+    if registry is None and extension.is_enabled(spark):
+        usage_refs = sqlscan.find_identifier_path(statement, SYSTEM_TABLE)
+        if usage_refs:
+            flush_usage(spark)  # what this process spooled (the DataFrame API's calls too)
+            if spark.conf.get("spark.sql.catalog.system", None) is None:
+                statement = sqlscan.replace_spans(statement, [(a, b, TABLE) for a, b in usage_refs])
+        return spark.sql(statement)
     return spark.sql(rewrite(spark, statement, registry))
 
 

@@ -18,11 +18,12 @@ from standalone import HADOOP_AWS_PACKAGE, Cluster, ObjectStorage
 
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.server import EmulatorServer
+from aiquery.spark.session import delta_package
 from aiquery.usage.report import load_rows
 
 pytestmark = pytest.mark.cluster
 
-DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"  # the driver's JVM starts before Python
+DELTA_PACKAGE = delta_package()  # the driver's JVM starts before Python
 # Two 1-core workers with 1 GB each: small executors, one per worker.
 SMALL = ("--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=2")
 SUBMIT_JOB = """

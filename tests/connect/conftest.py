@@ -15,11 +15,9 @@ import pyspark
 import pytest
 
 from aiquery.serving.server import EmulatorServer
-from aiquery.spark.extension import EXTENSION_CLASS, extension_jar
-from aiquery.spark.session import DELTA_CONF
+from aiquery.spark.extension import submit_args
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"
 
 
 def _free_port() -> int:
@@ -37,15 +35,12 @@ def connect_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def connect_url(connect_root: Path, emulator_server: EmulatorServer) -> Iterator[str]:
-    """The server loads ai_query's SQL extension; with no Python driver there, calls are
-    analysed by a Python process on its host, which resolves endpoints from the server's
-    environment (the test emulator's)."""
+    """The server is started with `aiquery jvm --args` (Delta, ai_query's SQL extension, the
+    system catalog); with no Python driver there, its Python companion analyses calls and
+    resolves endpoints from the server's environment (the test emulator's)."""
     root = connect_root
     port = _free_port()
     conf = {
-        **DELTA_CONF,
-        "spark.sql.extensions": f"{DELTA_CONF['spark.sql.extensions']},{EXTENSION_CLASS}",
-        "spark.jars": str(extension_jar()),
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
         "spark.sql.warehouse.dir": str(root / "warehouse"),
@@ -56,7 +51,7 @@ def connect_url(connect_root: Path, emulator_server: EmulatorServer) -> Iterator
     }
     command = [
         str(Path(pyspark.__file__).parent / "bin" / "spark-submit"),
-        *("--class", SERVER_CLASS, "--master", "local[2]", "--packages", DELTA_PACKAGE),
+        *("--class", SERVER_CLASS, "--master", "local[2]", *submit_args()),
         *(arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")),
         "spark-internal",
     ]

@@ -1,8 +1,10 @@
-"""ai_query over JDBC: a Spark Thrift server (no Python driver) with aiquery's SQL extension,
-on a loopback port, queried with the `beeline` that ships in PySpark's `bin/`."""
+"""ai_query over JDBC: a Spark Thrift server (no Python driver) started with `aiquery jvm
+--args`, on a loopback port, queried with the `beeline` that ships in PySpark's `bin/`. The
+server's Python companion analyses calls and commits usage."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import socket
@@ -19,7 +21,7 @@ from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.models import chat_reply
 from aiquery.serving.server import EmulatorServer
-from aiquery.spark.extension import EXTENSION_CLASS, extension_jar
+from aiquery.spark.extension import submit_args
 
 pytestmark = pytest.mark.connect
 
@@ -43,8 +45,7 @@ def jdbc_url(
     )
     command = [
         str(BIN / "spark-submit"), "--class", SERVER_CLASS, "--master", "local[1]",
-        "--jars", str(extension_jar()),
-        "--conf", f"spark.sql.extensions={EXTENSION_CLASS}",
+        *submit_args(),
         "--conf", f"spark.sql.warehouse.dir={root / 'warehouse'}",
         "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={root / 'derby'}",
         "--conf", "spark.ui.enabled=false",
@@ -70,8 +71,12 @@ def jdbc_url(
                 time.sleep(0.5)
         yield f"jdbc:hive2://127.0.0.1:{port}"
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
         log.close()
 
 
@@ -87,15 +92,40 @@ def beeline(url: str, statement: str) -> subprocess.CompletedProcess[str]:
 def test_ai_query_over_jdbc_with_the_whole_syntax(
     jdbc_url: str, emulator: EmulatorServer, control: EmulatorControl
 ) -> None:
-    prompt = "Summarize: Asked over JDBC. Answered anyway."
+    """Databricks' statements over one JDBC session: its own request tags (`SET`), a
+    persistent SQL function and view over ai_query, positional, named and embeddings calls,
+    and system.ai_gateway.usage read back in the same session == the emulator's log."""
+    prompts = ["Summarize: Asked over JDBC. Answered anyway.", "Summarize: A second row. Fine."]
+    rows = ", ".join(f"({i}, '{p}')" for i, p in enumerate(prompts))
     done = beeline(
         jdbc_url,
-        f"SELECT ai_query(request => '{prompt}', endpoint => 'databricks-gpt-5-4', "
-        "failOnError => false).result AS a;",
+        f"""SET spark.aiquery.requestTags={{"client": "beeline"}};
+        CREATE OR REPLACE TABLE notes AS SELECT * FROM VALUES {rows} AS v(id, text);
+        CREATE OR REPLACE FUNCTION summarize(t STRING) RETURNS STRING
+          RETURN ai_query('databricks-gpt-5-4', t);
+        CREATE OR REPLACE VIEW labelled AS SELECT id, ai_query('databricks-gpt-5-mini', text,
+          returnType => 'STRUCT<label: STRING>', responseFormat => 'STRUCT<label: STRING>') AS l
+          FROM notes;
+        SELECT 'summary', summarize(text) FROM notes;
+        SELECT 'label', l.label IS NOT NULL FROM labelled;
+        SELECT 'named', ai_query(request => text, endpoint => 'databricks-gpt-5-4',
+          failOnError => false).result FROM notes WHERE id = 0;
+        SELECT 'dims', size(ai_query('databricks-gte-large-en', text)) FROM notes;
+        SELECT 'usage', request_id, request_tags['client'] FROM system.ai_gateway.usage;""",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert chat_reply([Message("user", prompt)]).text in done.stdout.splitlines()
-    assert len(control.requests()) == 1
+    out = [r for r in csv.reader(done.stdout.splitlines()) if r]
+    answers = {chat_reply([Message("user", p)]).text for p in prompts}
+    assert {r[1] for r in out if r[0] == "summary"} == answers
+    assert [r[1] for r in out if r[0] == "label"] == ["true", "true"]
+    assert [r[1] for r in out if r[0] == "named"] == [
+        chat_reply([Message("user", prompts[0])]).text
+    ]
+    assert {r[1] for r in out if r[0] == "dims"} == {"1024"}
+    served = control.requests()
+    usage = {r[1]: r[2] for r in out if r[0] == "usage"}
+    assert sorted(usage) == sorted(r["request_id"] for r in served)
+    assert set(usage.values()) == {"beeline"}
 
 
 def test_a_bad_call_over_jdbc_names_its_class_and_sends_nothing(

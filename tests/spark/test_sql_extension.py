@@ -26,8 +26,9 @@ from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.models import chat_reply
 from aiquery.serving.server import EmulatorServer
-from aiquery.spark.extension import EXTENSION_CLASS, extension_jar
+from aiquery.spark.extension import submit_args
 from aiquery.usage.driver.committer import flush
+from aiquery.usage.driver.spool import spool_files
 from aiquery.usage.report import load_rows
 
 pytestmark = pytest.mark.spark
@@ -147,8 +148,9 @@ def test_a_bad_call_fails_at_analysis_with_its_class_and_sends_nothing(
 def test_the_spark_sql_shell_runs_ai_query_with_no_python_driver(
     emulator: EmulatorServer, control: EmulatorControl, tmp_path: Path
 ) -> None:
-    """`spark-sql -e` (a JVM only): analysis in a short-lived Python process, execution in
-    the executors' Python; the spool it leaves is committed by `aiquery usage --flush`."""
+    """`spark-sql -e` (a JVM only, started with `aiquery jvm --args`): analysis in the Python
+    companion the JVM starts, execution in the executors' Python, and usage committed by
+    the companion: read back in the same shell, and in the table once the shell exited."""
     warehouse = tmp_path / "warehouse"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIQUERY_", "DATABRICKS_"))}
     env.update(
@@ -157,25 +159,38 @@ def test_the_spark_sql_shell_runs_ai_query_with_no_python_driver(
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
     )
-    prompt = "Summarize: The shell has no Python. Still fine."
+    prompts = ["Summarize: The shell has no Python. Still fine.", "Summarize: Nor a driver. Fine."]
     shell = str(Path(pyspark.__file__).parent / "bin" / "spark-sql")
+    statements = [
+        "CREATE TABLE notes AS SELECT * FROM VALUES "
+        + ", ".join(f"({i}, '{p}')" for i, p in enumerate(prompts))
+        + " AS v(id, text)",
+        # No ORDER BY: a range shuffle samples its input first, which would send twice.
+        "SELECT ai_query('databricks-gpt-5-4', text, failOnError => false).result FROM notes",
+        "SELECT 'usage', count(*) FROM system.ai_gateway.usage",
+        "DESCRIBE DETAIL notes",
+    ]
     done = subprocess.run(
-        [shell, "--master", "local[1]", "--jars", str(extension_jar()),
-         "--conf", f"spark.sql.extensions={EXTENSION_CLASS}",
+        [shell, "--master", "local[1]", *submit_args(),
          "--conf", f"spark.sql.warehouse.dir={warehouse}",
          "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={tmp_path / 'derby'}",
-         "-e", f"SELECT ai_query('databricks-gpt-5-4', '{prompt}', failOnError => false).result"],
+         "--conf", "spark.ui.enabled=false",
+         "-e", "; ".join(statements)],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert answer(prompt) in done.stdout.splitlines()
+    lines = done.stdout.splitlines()
+    assert sorted(line for line in lines if line in map(answer, prompts)) == sorted(
+        map(answer, prompts)
+    )
+    assert "usage\t2" in lines  # the companion flushed before the read: both requests
+    assert any(
+        line.startswith("delta\t") for line in lines
+    )  # CREATE TABLE ... AS SELECT writes Delta, as on Databricks
     served = control.requests()
-    assert len(served) == 1
-    flushed = subprocess.run(
-        [sys.executable, "-m", "aiquery.cli", "usage", "--flush", "--conf", f"spark.sql.warehouse.dir={warehouse}",
-         "--table", str(warehouse / "ai_gateway.db" / "usage")],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert flushed.returncode == 0, flushed.stderr[-3000:]
+    assert len(served) == 2
+    # Committed by the companion; nothing left in the spool after the shell exited.
     rows = load_rows(warehouse / "ai_gateway.db" / "usage")
-    assert [r["request_id"] for r in rows] == [served[0]["request_id"]]
+    assert sorted(r["request_id"] for r in rows) == sorted(r["request_id"] for r in served)
+    assert all(r["status_code"] == 200 and r["requester"] for r in rows)
+    assert spool_files(warehouse / "_aiquery_usage_spool") == []

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
+from aiquery.errors import ConfigError
 from aiquery.settings import is_classic
 from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
@@ -242,9 +243,51 @@ def start_committing(spark: SparkSession) -> None:
     (idempotent; a committer stopped on purpose stays stopped)."""
     found = committer(spark)
     if not found.ever_started:
+        require_delta(spark)
         found.start(usage_settings(spark).flush_interval_s)
+
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+
+
+def require_delta(spark: SparkSession) -> None:
+    """Usage is committed to a Delta table: a classic session without Delta Lake is told
+    how to add it before any request is sent, not by a failing background flush."""
+    if not is_classic(spark):
+        return  # a Connect server's Delta is the server's concern; its errors reach us
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    loadable = jvm.org.apache.spark.util.Utils.classIsLoadable(
+        "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    )
+    if loadable and DELTA_EXTENSION in (spark.conf.get("spark.sql.extensions", None) or ""):
+        return
+    raise ConfigError(
+        "aiquery records every request in system.ai_gateway.usage, a Delta table, and this "
+        "Spark session has no Delta Lake"
+        + ("" if loadable else " on its class path")
+        + ": start it with aiquery.spark.session.spark_session(), or give spark-submit the "
+        "arguments `aiquery jvm --args` prints (Delta's package, extension and catalog); "
+        "or set aiquery.usage.enabled=false to record nothing."
+    )
 
 
 def flush(spark: SparkSession) -> int:
     """Commit spooled usage now (creating the table if needed); returns the rows merged."""
     return committer(spark).flush()
+
+
+def flush_all() -> int:
+    """Commit now what every committer of this process has spooled (a read of the usage
+    table through the SQL extension's `system` catalog asks for this first)."""
+    with _committers_lock:
+        found = list(_committers.values())
+    return sum(c.flush() for c in found if c.ever_started)
+
+
+def stop_all() -> None:
+    """What exit does: every committer stopped after its last flush."""
+    with _committers_lock:
+        found = list(_committers.values())
+    for c in found:
+        c.stop()

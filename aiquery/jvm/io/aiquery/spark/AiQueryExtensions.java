@@ -1,6 +1,9 @@
 package io.aiquery.spark;
 
+import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.SparkSessionExtensions;
+import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
+import org.apache.spark.sql.catalyst.rules.Rule;
 import org.apache.spark.sql.catalyst.analysis.FunctionRegistry;
 import org.apache.spark.sql.catalyst.FunctionIdentifier;
 import org.apache.spark.sql.catalyst.expressions.ExpressionInfo;
@@ -34,6 +37,13 @@ public final class AiQueryExtensions extends AbstractFunction1<SparkSessionExten
     // among the built-ins too (this JVM's), ai_query is a function those may use, as on
     // Databricks; any application that reads them needs the extension as well.
     FunctionRegistry.builtin().registerFunction(name, info, builder);
+    extensions.injectOptimizerRule(
+        new AbstractFunction1<SparkSession, Rule<LogicalPlan>>() {
+          @Override
+          public Rule<LogicalPlan> apply(SparkSession session) {
+            return new BindAiQuery();
+          }
+        });
     return BoxedUnit.UNIT;
   }
 }

@@ -11,6 +11,7 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 import org.apache.spark.api.python.PythonEvalType;
 import org.apache.spark.api.python.SimplePythonFunction;
@@ -83,25 +84,52 @@ public final class AiQueryFunction extends AbstractFunction1<Seq<Expression>, Ex
     call.put("requestType", request.dataType().json());
     JsonNode analysed = PythonAnalysis.analyze(call);
     DataType resultType = DataType.fromJson(analysed.path("type").asText());
-    byte[] command = Pickle.udfCommand(analysed.path("spec").asText(), resultType.json());
-    String python = PythonAnalysis.executorPython();
-    SimplePythonFunction function =
-        new SimplePythonFunction(
-            command,
-            new HashMap<>(),
-            new ArrayList<>(),
-            python,
-            pythonVersion(python),
-            new ArrayList<>(),
-            null);
+    // Unbound: analysis starts nothing. BindAiQuery binds the call (emulator, committer,
+    // coordinator) when the statement is optimised for execution.
+    Map<String, String> unbound = new HashMap<>();
+    unbound.put(UNBOUND_SPEC, analysed.path("spec").asText());
     return new PythonUDF(
         "ai_query",
-        function,
+        function(analysed.path("spec").asText(), resultType, unbound),
         resultType,
         CollectionConverters.asScala(List.of(request)).toSeq(),
         PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF(),
         false, // nondeterministic: Spark must never run a call twice to collapse projections
         NamedExpression.newExprId());
+  }
+
+  /** Where an unbound call keeps its analysed spec (never passed to a worker: binding drops it). */
+  static final String UNBOUND_SPEC = "AIQUERY_UNBOUND_SPEC";
+
+  /** The unbound spec of an ai_query call planned by this extension, else null. */
+  static String unboundSpec(PythonUDF udf) {
+    if (!udf.name().equals("ai_query")) return null;
+    return udf.func() instanceof SimplePythonFunction f ? f.envVars().get(UNBOUND_SPEC) : null;
+  }
+
+  /** The call bound for execution by aiquery's Python driver: the same UDF, its spec bound. */
+  static PythonUDF bind(PythonUDF udf) {
+    JsonNode bound = PythonAnalysis.bind(unboundSpec(udf));
+    return new PythonUDF(
+        udf.name(),
+        function(bound.path("spec").asText(), udf.dataType(), new HashMap<>()),
+        udf.dataType(),
+        udf.children(),
+        udf.evalType(),
+        udf.udfDeterministic(),
+        udf.resultId());
+  }
+
+  private static SimplePythonFunction function(String spec, DataType type, Map<String, String> env) {
+    String python = PythonAnalysis.executorPython();
+    return new SimplePythonFunction(
+        Pickle.udfCommand(spec, type.json()),
+        env,
+        new ArrayList<>(),
+        python,
+        pythonVersion(python),
+        new ArrayList<>(),
+        null);
   }
 
   /** {@code ai_query(ep, request, 'returnType', 'STRING', 'failOnError', false)} as named. */

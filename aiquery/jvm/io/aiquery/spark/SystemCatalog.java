@@ -68,10 +68,28 @@ public final class SystemCatalog implements TableCatalog, SupportsNamespaces {
   @Override
   public Table loadTable(Identifier id) throws NoSuchTableException {
     if (!isUsage(id)) throw new NoSuchTableException(id);
+    flushUsage();
     SparkSession spark = SparkSession.active();
     TableCatalog session =
         (TableCatalog) spark.sessionState().catalogManager().catalog("spark_catalog");
     return session.loadTable(Identifier.of(new String[] {"delta"}, location(spark)));
+  }
+
+  /**
+   * Requests this JVM's driver has spooled are committed before a read, so the table a
+   * statement reads includes every request that finished before it (the Python driver's or the
+   * companion's committer; none has started when this JVM ran no ai_query call).
+   */
+  private static void flushUsage() {
+    Analyzer analyzer = PythonAnalysis.current();
+    if (analyzer == null) return;
+    try {
+      analyzer.flush();
+    } catch (RuntimeException e) {
+      System.err.println(
+          "aiquery: usage not flushed before reading system.ai_gateway.usage (" + e + "); "
+              + "the spool is committed by the next flush");
+    }
   }
 
   /** Writes (INSERT, UPDATE, DELETE, MERGE) load their target here: refused. */

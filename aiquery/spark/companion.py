@@ -1,0 +1,115 @@
+"""The Python driver of a JVM that has none (`python -m aiquery.spark.companion`).
+
+The `spark-sql` shell, the Thrift JDBC server and Spark Connect servers are JVMs with no
+Python driver, yet `ai_query`'s driver side is Python: endpoint resolution, the embedded
+emulator, the usage committer, the coordinator. On its first `ai_query` call such a JVM
+(`io.aiquery.spark.PythonCompanion`) opens a Py4J gateway on loopback and starts this
+process, which attaches to the JVM's own SparkContext as PySpark's driver would and
+analyses every call from then on (`extension.analyze_in_driver`), so these entry points
+run exactly what a PySpark application runs.
+
+Each call carries its SQL session's `aiquery.*` settings (a Thrift client may `SET
+aiquery.requestTags=...`): calls are analysed in a session of this companion with those
+settings, one per distinct set, so usage is committed per usage table as configured.
+
+The process ends when its stdin closes: the JVM closes it at exit, before the shell or
+server stops its SparkContext, and the companion then does what a Python driver does at
+exit (the coordinator's files closed, the last usage flush). A JVM that dies without its
+hooks also closes the pipe; the spool then stays for the next driver to commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from typing import ClassVar
+
+from pyspark.sql import SparkSession
+
+from aiquery.spark.extension import analyze_in_driver, answer_call, bind_in_driver
+
+log = logging.getLogger("aiquery")
+
+_SETTINGS_PREFIXES = ("aiquery.", "spark.aiquery.")
+
+
+class Companion:
+    """`io.aiquery.spark.Analyzer` for the JVM this process is attached to."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+        self._sessions: dict[tuple[tuple[str, str], ...], SparkSession] = {}
+        self._lock = threading.Lock()
+
+    def session(self, conf: Mapping[str, str]) -> SparkSession:
+        """A session of this companion with the calling session's aiquery settings."""
+        key = tuple(sorted((k, v) for k, v in conf.items() if k.startswith(_SETTINGS_PREFIXES)))
+        with self._lock:
+            found = self._sessions.get(key)
+            if found is None:
+                found = self.spark.newSession()
+                for name, value in key:
+                    found.conf.set(name, value)
+                self._sessions[key] = found
+            return found
+
+    def analyze(self, call_json: str) -> str:
+        return answer_call(analyze_in_driver, self.session, call_json)
+
+    def bind(self, call_json: str) -> str:
+        return answer_call(bind_in_driver, self.session, call_json)
+
+    def flush(self) -> None:
+        from aiquery.usage.driver.committer import flush_all
+
+        flush_all()
+
+    class Java:
+        implements: ClassVar[list[str]] = ["io.aiquery.spark.Analyzer"]
+
+
+def attach() -> SparkSession:
+    """A PySpark session over the JVM that started this process (its gateway in the env)."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        raise SystemExit(
+            "aiquery.spark.companion is started by ai_query's Spark SQL extension, with the "
+            "JVM's gateway in PYSPARK_GATEWAY_PORT and PYSPARK_GATEWAY_SECRET; it is not run "
+            "by hand."
+        )
+    gateway = launch_gateway()
+    jvm = gateway.jvm
+    context = jvm.org.apache.spark.SparkContext.getOrCreate()
+    java_context = jvm.org.apache.spark.api.java.JavaSparkContext(context)
+    sc = SparkContext(
+        conf=SparkConf(_jconf=java_context.getConf()), gateway=gateway, jsc=java_context
+    )
+    # A session of its own: the committer's statements never see a user's `USE` or `SET`.
+    root = jvm.org.apache.spark.sql.classic.SparkSession.active()
+    return SparkSession(sc, jsparkSession=root.newSession())
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="aiquery: %(message)s")
+    spark = attach()
+    from pyspark.java_gateway import ensure_callback_server_started
+
+    from aiquery.spark.runtime import shutdown
+
+    gateway = spark.sparkContext._gateway
+    jvm = spark.sparkContext._jvm
+    assert gateway is not None and jvm is not None
+    ensure_callback_server_started(gateway)  # type: ignore[no-untyped-call]
+    jvm.io.aiquery.spark.PythonAnalysis.useDriver(Companion(spark))
+    sys.stdin.read()  # until the JVM closes the pipe: at its exit, or when it dies
+    shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,11 +26,13 @@ import json
 import logging
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -65,9 +67,7 @@ def extension_jar(cache: Path | None = None) -> Path:
     digest = hashlib.sha256(pyspark.__version__.encode())
     for source in sources:
         digest.update(source.relative_to(SOURCES).as_posix().encode() + source.read_bytes())
-    root = cache or Path(
-        os.environ.get("AIQUERY_JVM_CACHE") or Path.home() / ".cache" / "aiquery" / "jvm"
-    )
+    root = cache or _cache_root()
     jar = root / f"aiquery-spark-{digest.hexdigest()[:16]}.jar"
     if jar.is_file():
         return jar
@@ -97,6 +97,44 @@ def extension_jar(cache: Path | None = None) -> Path:
     return jar
 
 
+def delta_jars(cache: Path | None = None) -> list[Path]:
+    """Delta Lake's jars for this PySpark that Spark does not ship itself, resolved once by
+    Spark's own resolver (Maven Central) into aiquery's cache. Dependencies Spark has (an
+    older Jackson, Parquet, Hadoop's client) are left out: on the class path they would
+    shadow Spark's own versions."""
+    from aiquery.spark.session import delta_package
+
+    package = delta_package()
+    root = (cache or _cache_root()) / f"ivy-{hashlib.sha256(package.encode()).hexdigest()[:12]}"
+    jars = root / "jars"
+    done = root / "resolved"
+    if not done.is_file():
+        submit = _spark_home() / "bin" / "spark-submit"
+        resolved = subprocess.run(
+            [str(submit), "--packages", package, "--conf", f"spark.jars.ivy={root}",
+             "--class", "io.aiquery.spark.Resolve", str(extension_jar(cache))],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if resolved.returncode != 0:
+            raise ConfigError(
+                f"Spark could not resolve {package} from Maven Central:\n{resolved.stderr[-2000:]}"
+            )
+        done.write_text(package + "\n")
+    shipped = {_artifact(j.name) for j in (_spark_home() / "jars").glob("*.jar")}
+    return sorted(
+        j for j in jars.glob("*.jar") if _artifact(j.name.partition("_")[2]) not in shipped
+    )
+
+
+def _artifact(jar: str) -> str:
+    """`jackson-core` of `jackson-core-2.18.2.jar`."""
+    return re.sub(r"-\d[\w.\-]*\.jar$", "", jar)
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("AIQUERY_JVM_CACHE") or Path.home() / ".cache" / "aiquery" / "jvm")
+
+
 def _java_path() -> str:
     home = os.environ.get("JAVA_HOME")
     path = os.environ.get("PATH", "")
@@ -124,10 +162,18 @@ def spark_conf(existing_extensions: str | None = None) -> dict[str, str]:
 def submit_args() -> list[str]:
     """`spark-submit` arguments for a JVM started outside Python (`spark-sql`, the Thrift
     and Connect servers, `spark-submit` jobs): Delta Lake, the extension and the `system`
-    catalog, and Delta as the default table format, as in sessions aiquery starts."""
+    catalog, and Delta as the default table format, as in sessions aiquery starts.
+
+    Delta's jars are on the driver's class path too, not only in `--packages`: the Thrift
+    server opens each JDBC session with Hive's class loader, which sees the class path but
+    not the jars `--packages` adds (delta-io/delta#1332), so a session could not load
+    Delta's catalog. `--packages` still ships them to executors."""
     from aiquery.spark.session import DELTA_CONF, delta_package
 
     settings = {**DELTA_CONF, **spark_conf(DELTA_CONF["spark.sql.extensions"])}
+    settings["spark.driver.extraClassPath"] = os.pathsep.join(
+        [settings["spark.driver.extraClassPath"], *map(str, delta_jars())]
+    )
     return [
         "--packages",
         delta_package(),
@@ -260,11 +306,24 @@ def analyze_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str,
 
 def bind_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str, Any]:
     """An analysed spec bound here for execution (`runtime.bind`): the embedded emulator,
-    the usage committer and coordinator, job-wide rate limits."""
+    the usage committer and coordinator, job-wide rate limits.
+
+    Request tags, engine and usage settings are the running session's (`spark` carries its
+    settings): a view's or SQL function's body is analysed under the configuration captured
+    when it was created, but whoever runs the statement owns its tags and its usage."""
+    from aiquery.spark.callspec import default_settings, session_request_tags
     from aiquery.spark.runtime import bind
+    from aiquery.usage.driver.settings import usage_context
 
     try:
-        return _answer(bind(spark, pickle.loads(base64.b64decode(call["spec"]))))
+        spec: CallSpec = pickle.loads(base64.b64decode(call["spec"]))
+        spec = replace(
+            spec,
+            request_tags=session_request_tags(spark, None),
+            settings=default_settings(spark),
+            usage=usage_context(spark),
+        )
+        return _answer(bind(spark, spec))
     except AiQueryError as e:
         return {"ok": False, "message": str(e)}
 

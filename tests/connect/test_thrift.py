@@ -106,12 +106,12 @@ def test_ai_query_over_jdbc_with_the_whole_syntax(
         CREATE OR REPLACE VIEW labelled AS SELECT id, ai_query('databricks-gpt-5-mini', text,
           returnType => 'STRUCT<label: STRING>', responseFormat => 'STRUCT<label: STRING>') AS l
           FROM notes;
-        SELECT 'summary', summarize(text) FROM notes;
-        SELECT 'label', l.label IS NOT NULL FROM labelled;
-        SELECT 'named', ai_query(request => text, endpoint => 'databricks-gpt-5-4',
-          failOnError => false).result FROM notes WHERE id = 0;
-        SELECT 'dims', size(ai_query('databricks-gte-large-en', text)) FROM notes;
-        SELECT 'usage', request_id, request_tags['client'] FROM system.ai_gateway.usage;""",
+        SELECT 'summary' AS k, summarize(text) AS v FROM notes;
+        SELECT 'label' AS k, l.label IS NOT NULL AS v FROM labelled;
+        SELECT 'named' AS k, ai_query(request => text, endpoint => 'databricks-gpt-5-4',
+          failOnError => false).result AS v FROM notes WHERE id = 0;
+        SELECT 'dims' AS k, size(ai_query('databricks-gte-large-en', text)) AS v FROM notes;
+        SELECT 'usage' AS k, request_id, request_tags['client'], endpoint_name FROM system.ai_gateway.usage;""",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = [r for r in csv.reader(done.stdout.splitlines()) if r]
@@ -125,7 +125,7 @@ def test_ai_query_over_jdbc_with_the_whole_syntax(
     served = control.requests()
     usage = {r[1]: r[2] for r in out if r[0] == "usage"}
     assert sorted(usage) == sorted(r["request_id"] for r in served)
-    assert set(usage.values()) == {"beeline"}
+    assert set(usage.values()) == {"beeline"}, [r[2:] for r in out if r[0] == "usage"]
 
 
 def test_a_bad_call_over_jdbc_names_its_class_and_sends_nothing(

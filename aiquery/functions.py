@@ -12,7 +12,7 @@ from typing import Any
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
-from aiquery.errors import ConfigError
+from aiquery.errors import ConfigError, InvalidArgumentError
 from aiquery.spark.callspec import analyze
 from aiquery.spark.udf import make_udf
 
@@ -25,6 +25,8 @@ def ai_query(
     modelParameters: Mapping[str, Any] | None = None,  # noqa: N803
     responseFormat: str | None = None,  # noqa: N803
     requestTags: Mapping[str, str] | None = None,  # noqa: N803
+    *,
+    return_type: str | None = None,
 ) -> Column:
     """Query `endpoint` once per row of `request` (a column or column name).
 
@@ -32,14 +34,20 @@ def ai_query(
     completions, ARRAY<FLOAT> for embeddings, `returnType` parsed like from_json, and with
     `failOnError=False` a STRUCT<result, errorMessage>. `requestTags` adds to the
     session's `aiquery.requestTags`. Arguments are checked now, before any request.
+    `return_type` is Databricks' PySpark name for `returnType`.
     """
+    if return_type is not None and returnType is not None:
+        raise InvalidArgumentError(
+            "ai_query got both returnType and return_type; they are the same argument "
+            "(SQL's name and Databricks' PySpark name): pass one."
+        )
     spark = SparkSession.getActiveSession()
     if spark is None:
         raise ConfigError("ai_query needs an active SparkSession; create one first.")
     spec = analyze(
         spark,
         endpoint,
-        return_type=returnType,
+        return_type=returnType if return_type is None else return_type,
         fail_on_error=failOnError,
         model_parameters=modelParameters,
         response_format=responseFormat,

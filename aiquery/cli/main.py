@@ -293,7 +293,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _jvm(args: argparse.Namespace) -> int:
-    from aiquery.spark.extension import extension_jar, submit_args
+    from aiquery.spark.extension import extension_jar
+    from aiquery.spark.session import submit_args
 
     if args.args:
         print(shlex.join(submit_args()))

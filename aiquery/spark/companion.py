@@ -82,7 +82,7 @@ def attach() -> SparkSession:
             "JVM's gateway in PYSPARK_GATEWAY_PORT and PYSPARK_GATEWAY_SECRET; it is not run "
             "by hand."
         )
-    gateway = launch_gateway()
+    gateway = launch_gateway()  # type: ignore[no-untyped-call]
     jvm = gateway.jvm
     context = jvm.org.apache.spark.SparkContext.getOrCreate()
     java_context = jvm.org.apache.spark.api.java.JavaSparkContext(context)

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import pickle
-import re
 import shutil
 import subprocess
 import tempfile
@@ -53,7 +52,7 @@ SYSTEM_CATALOG_CLASS = "io.aiquery.spark.SystemCatalog"
 SOURCES = Path(__file__).resolve().parent.parent / "jvm"
 
 
-def _spark_home() -> Path:
+def spark_home() -> Path:
     import pyspark
 
     return Path(pyspark.__file__).resolve().parent
@@ -67,7 +66,7 @@ def extension_jar(cache: Path | None = None) -> Path:
     digest = hashlib.sha256(pyspark.__version__.encode())
     for source in sources:
         digest.update(source.relative_to(SOURCES).as_posix().encode() + source.read_bytes())
-    root = cache or _cache_root()
+    root = cache or cache_root()
     jar = root / f"aiquery-spark-{digest.hexdigest()[:16]}.jar"
     if jar.is_file():
         return jar
@@ -82,7 +81,7 @@ def extension_jar(cache: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="aiquery-jvm-") as work:
         classes = Path(work) / "classes"
         done = subprocess.run(
-            [javac, "--release", "17", "-nowarn", "-cp", str(_spark_home() / "jars" / "*"),
+            [javac, "--release", "17", "-nowarn", "-cp", str(spark_home() / "jars" / "*"),
              "-d", str(classes), *map(str, sources)],
             capture_output=True, text=True,
         )  # fmt: skip
@@ -97,41 +96,7 @@ def extension_jar(cache: Path | None = None) -> Path:
     return jar
 
 
-def delta_jars(cache: Path | None = None) -> list[Path]:
-    """Delta Lake's jars for this PySpark that Spark does not ship itself, resolved once by
-    Spark's own resolver (Maven Central) into aiquery's cache. Dependencies Spark has (an
-    older Jackson, Parquet, Hadoop's client) are left out: on the class path they would
-    shadow Spark's own versions."""
-    from aiquery.spark.session import delta_package
-
-    package = delta_package()
-    root = (cache or _cache_root()) / f"ivy-{hashlib.sha256(package.encode()).hexdigest()[:12]}"
-    jars = root / "jars"
-    done = root / "resolved"
-    if not done.is_file():
-        submit = _spark_home() / "bin" / "spark-submit"
-        resolved = subprocess.run(
-            [str(submit), "--packages", package, "--conf", f"spark.jars.ivy={root}",
-             "--class", "io.aiquery.spark.Resolve", str(extension_jar(cache))],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if resolved.returncode != 0:
-            raise ConfigError(
-                f"Spark could not resolve {package} from Maven Central:\n{resolved.stderr[-2000:]}"
-            )
-        done.write_text(package + "\n")
-    shipped = {_artifact(j.name) for j in (_spark_home() / "jars").glob("*.jar")}
-    return sorted(
-        j for j in jars.glob("*.jar") if _artifact(j.name.partition("_")[2]) not in shipped
-    )
-
-
-def _artifact(jar: str) -> str:
-    """`jackson-core` of `jackson-core-2.18.2.jar`."""
-    return re.sub(r"-\d[\w.\-]*\.jar$", "", jar)
-
-
-def _cache_root() -> Path:
+def cache_root() -> Path:
     return Path(os.environ.get("AIQUERY_JVM_CACHE") or Path.home() / ".cache" / "aiquery" / "jvm")
 
 
@@ -157,28 +122,6 @@ def spark_conf(existing_extensions: str | None = None) -> dict[str, str]:
         # system.ai_gateway.usage in plain Spark SQL, read-only (the same jar).
         "spark.sql.catalog.system": SYSTEM_CATALOG_CLASS,
     }
-
-
-def submit_args() -> list[str]:
-    """`spark-submit` arguments for a JVM started outside Python (`spark-sql`, the Thrift
-    and Connect servers, `spark-submit` jobs): Delta Lake, the extension and the `system`
-    catalog, and Delta as the default table format, as in sessions aiquery starts.
-
-    Delta's jars are on the driver's class path too, not only in `--packages`: the Thrift
-    server opens each JDBC session with Hive's class loader, which sees the class path but
-    not the jars `--packages` adds (delta-io/delta#1332), so a session could not load
-    Delta's catalog. `--packages` still ships them to executors."""
-    from aiquery.spark.session import DELTA_CONF, delta_package
-
-    settings = {**DELTA_CONF, **spark_conf(DELTA_CONF["spark.sql.extensions"])}
-    settings["spark.driver.extraClassPath"] = os.pathsep.join(
-        [settings["spark.driver.extraClassPath"], *map(str, delta_jars())]
-    )
-    return [
-        "--packages",
-        delta_package(),
-        *(arg for key, value in settings.items() for arg in ("--conf", f"{key}={value}")),
-    ]
 
 
 def is_enabled(spark: SparkSession) -> bool:

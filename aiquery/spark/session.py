@@ -7,12 +7,18 @@ cached in ~/.ivy2 afterwards; nothing is vendored.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
+
+from aiquery.errors import ConfigError
+from aiquery.spark.extension import cache_root, extension_jar, install, spark_conf, spark_home
 
 log = logging.getLogger("aiquery")
 
@@ -33,6 +39,58 @@ def delta_package() -> str:
 
     spark = ".".join(pyspark.__version__.split(".")[:2])
     return f"io.delta:delta-spark_{spark}_2.13:{version('delta-spark')}"
+
+
+def submit_args() -> list[str]:
+    """`spark-submit` arguments for a JVM started outside Python (`spark-sql`, the Thrift
+    and Connect servers, `spark-submit` jobs): Delta Lake, the extension and the `system`
+    catalog, and Delta as the default table format, as in sessions aiquery starts.
+
+    Delta's jars are on the driver's class path too, not only in `--packages`: the Thrift
+    server opens each JDBC session with Hive's class loader, which sees the class path but
+    not the jars `--packages` adds (delta-io/delta#1332), so a session could not load
+    Delta's catalog. `--packages` still ships them to executors."""
+    settings = {**DELTA_CONF, **spark_conf(DELTA_CONF["spark.sql.extensions"])}
+    settings["spark.driver.extraClassPath"] = os.pathsep.join(
+        [settings["spark.driver.extraClassPath"], *map(str, delta_jars())]
+    )
+    return [
+        "--packages",
+        delta_package(),
+        *(arg for key, value in settings.items() for arg in ("--conf", f"{key}={value}")),
+    ]
+
+
+def delta_jars(cache: Path | None = None) -> list[Path]:
+    """Delta Lake's jars for this PySpark that Spark does not ship itself, resolved once by
+    Spark's own resolver (Maven Central) into aiquery's cache. Dependencies Spark has (an
+    older Jackson, Parquet, Hadoop's client) are left out: on the class path they would
+    shadow Spark's own versions."""
+    package = delta_package()
+    root = (cache or cache_root()) / f"ivy-{hashlib.sha256(package.encode()).hexdigest()[:12]}"
+    jars = root / "jars"
+    done = root / "resolved"
+    if not done.is_file():
+        submit = spark_home() / "bin" / "spark-submit"
+        resolved = subprocess.run(
+            [str(submit), "--packages", package, "--conf", f"spark.jars.ivy={root}",
+             "--class", "io.aiquery.spark.Resolve", str(extension_jar(cache))],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if resolved.returncode != 0:
+            raise ConfigError(
+                f"Spark could not resolve {package} from Maven Central:\n{resolved.stderr[-2000:]}"
+            )
+        done.write_text(package + "\n")
+    shipped = {_artifact(j.name) for j in (spark_home() / "jars").glob("*.jar")}
+    return sorted(
+        j for j in jars.glob("*.jar") if _artifact(j.name.partition("_")[2]) not in shipped
+    )
+
+
+def _artifact(jar: str) -> str:
+    """`jackson-core` of `jackson-core-2.18.2.jar`."""
+    return re.sub(r"-\d[\w.\-]*\.jar$", "", jar)
 
 
 def spark_session(
@@ -91,8 +149,6 @@ def spark_session(
     for key, value in settings.items():
         builder = builder.config(key, value)
     session = configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()
-    from aiquery.spark.extension import install
-
     install(session)  # ai_query calls are analysed in this process, with its endpoints
     return session
 
@@ -100,9 +156,6 @@ def spark_session(
 def _extension_conf(settings: dict[str, Any]) -> dict[str, str]:
     """`ai_query` as a SQL function of the session (`aiquery.spark.extension`), its jar
     on the driver's class path; without a JDK's javac, a warning and no extension."""
-    from aiquery.errors import ConfigError
-    from aiquery.spark.extension import spark_conf
-
     try:
         extra = spark_conf(settings.get("spark.sql.extensions"))
     except ConfigError as e:

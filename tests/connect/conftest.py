@@ -15,7 +15,7 @@ import pyspark
 import pytest
 
 from aiquery.serving.server import EmulatorServer
-from aiquery.spark.extension import submit_args
+from aiquery.spark.session import submit_args
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 

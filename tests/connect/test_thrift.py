@@ -21,7 +21,7 @@ from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.models import chat_reply
 from aiquery.serving.server import EmulatorServer
-from aiquery.spark.extension import submit_args
+from aiquery.spark.session import submit_args
 
 pytestmark = pytest.mark.connect
 

@@ -20,6 +20,7 @@ from pyspark.sql.types import (
 
 import aiquery
 from aiquery.endpoints.registry import configure
+from aiquery.errors import InvalidArgumentError
 from aiquery.functions import ai_query
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
@@ -208,6 +209,16 @@ def test_completions_endpoint(spark, workspace, texts, control: EmulatorControl)
         spark, "SELECT ai_query('my-completions', 'one two three') AS c FROM texts WHERE id = 0"
     ).collect()
     assert isinstance(rows[0].c, str) and "three" in rows[0].c
+
+
+def test_databricks_pyspark_keyword_return_type(spark, workspace, texts, control) -> None:  # type: ignore[no-untyped-def]
+    df = texts.select(
+        ai_query("databricks-gpt-5-4", "text", return_type="ARRAY<STRING>").alias("a")
+    )
+    assert df.schema["a"].dataType.simpleString() == "array<string>"
+    with pytest.raises(InvalidArgumentError, match="pass one"):
+        ai_query("databricks-gpt-5-4", "text", returnType="STRING", return_type="INT")
+    assert control.requests() == []
 
 
 def test_dataframe_api_types_and_arguments(spark, workspace, texts) -> None:  # type: ignore[no-untyped-def]

@@ -26,7 +26,7 @@ from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.models import chat_reply
 from aiquery.serving.server import EmulatorServer
-from aiquery.spark.extension import submit_args
+from aiquery.spark.session import submit_args
 from aiquery.usage.driver.committer import flush
 from aiquery.usage.driver.spool import spool_files
 from aiquery.usage.report import load_rows

@@ -16,6 +16,7 @@ from aiquery.errors import AiQueryError, ConfigError
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.models import chat_reply
+from aiquery.spark.sql import rewrite
 
 pytestmark = pytest.mark.spark
 
@@ -137,8 +138,10 @@ def texts(spark):  # type: ignore[no-untyped-def]
 def test_analysis_errors_fail_before_any_request(
     spark, workspace, texts, control: EmulatorControl, call: str, error_class: str, needle: str
 ) -> None:  # type: ignore[no-untyped-def]
+    # The text-rewriting path (sessions without the SQL extension); the extension's own
+    # bad calls are in tests/spark/test_sql_extension.py.
     with pytest.raises(AiQueryError) as caught:
-        aiquery.sql(spark, f"SELECT {call} FROM texts")
+        rewrite(spark, f"SELECT {call} FROM texts")
     assert f"[{error_class}]" in str(caught.value)
     assert needle in str(caught.value)
     assert control.requests() == []
@@ -162,7 +165,7 @@ def test_bad_request_tags_fail_before_any_request(
     spark.conf.set("aiquery.requestTags", tags)
     try:
         with pytest.raises(ConfigError, match="Databricks-Ai-Gateway-Request-Tags"):
-            aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-4', text) FROM texts")
+            rewrite(spark, "SELECT ai_query('databricks-gpt-5-4', text) FROM texts")
     finally:
         spark.conf.unset("aiquery.requestTags")
     assert control.requests() == []

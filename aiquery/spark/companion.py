@@ -25,27 +25,26 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
-from typing import ClassVar
 
 from pyspark.sql import SparkSession
 
-from aiquery.spark.extension import analyze_in_driver, answer_call, bind_in_driver
+from aiquery.spark.extension import DriverAnalyzer
 
 log = logging.getLogger("aiquery")
 
 _SETTINGS_PREFIXES = ("aiquery.", "spark.aiquery.")
 
 
-class Companion:
-    """`io.aiquery.spark.Analyzer` for the JVM this process is attached to."""
+class Sessions:
+    """The companion's sessions, one per distinct set of `aiquery.*` settings a calling
+    session had, so calls are analysed and bound with their own session's settings."""
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
         self._sessions: dict[tuple[tuple[str, str], ...], SparkSession] = {}
         self._lock = threading.Lock()
 
-    def session(self, conf: Mapping[str, str]) -> SparkSession:
-        """A session of this companion with the calling session's aiquery settings."""
+    def __call__(self, conf: Mapping[str, str]) -> SparkSession:
         key = tuple(sorted((k, v) for k, v in conf.items() if k.startswith(_SETTINGS_PREFIXES)))
         with self._lock:
             found = self._sessions.get(key)
@@ -55,20 +54,6 @@ class Companion:
                     found.conf.set(name, value)
                 self._sessions[key] = found
             return found
-
-    def analyze(self, call_json: str) -> str:
-        return answer_call(analyze_in_driver, self.session, call_json)
-
-    def bind(self, call_json: str) -> str:
-        return answer_call(bind_in_driver, self.session, call_json)
-
-    def flush(self) -> None:
-        from aiquery.usage.driver.committer import flush_all
-
-        flush_all()
-
-    class Java:
-        implements: ClassVar[list[str]] = ["io.aiquery.spark.Analyzer"]
 
 
 def attach() -> SparkSession:
@@ -105,7 +90,7 @@ def main() -> int:
     jvm = spark.sparkContext._jvm
     assert gateway is not None and jvm is not None
     ensure_callback_server_started(gateway)  # type: ignore[no-untyped-call]
-    jvm.io.aiquery.spark.PythonAnalysis.useDriver(Companion(spark))
+    jvm.io.aiquery.spark.PythonAnalysis.useDriver(DriverAnalyzer(Sessions(spark)))
     sys.stdin.read()  # until the JVM closes the pipe: at its exit, or when it dies
     shutdown()
     return 0

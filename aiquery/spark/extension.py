@@ -187,42 +187,39 @@ def _check_request(spec: CallSpec, type_json: str | None) -> None:
         )
 
 
-class _DriverAnalyzer:
-    """`io.aiquery.spark.Analyzer` of a PySpark application, called through Py4J's callback
-    server: its calls are analysed and bound in this process."""
+class DriverAnalyzer:
+    """`io.aiquery.spark.Analyzer`, called by the JVM through Py4J's callback server: calls
+    are analysed and bound in this process. `session_for` gives the session to use for a
+    calling session's `aiquery.*` settings: a PySpark application's own session, or one of
+    the companion's (`aiquery.spark.companion`)."""
 
-    def __init__(self, spark: SparkSession) -> None:
-        self.spark = spark
+    def __init__(self, session_for: Callable[[Mapping[str, str]], SparkSession]) -> None:
+        self.session_for = session_for
 
     def analyze(self, call_json: str) -> str:
-        return answer_call(analyze_in_driver, self.spark, call_json)
+        return self._answer(analyze_in_driver, call_json)
 
     def bind(self, call_json: str) -> str:
-        return answer_call(bind_in_driver, self.spark, call_json)
+        return self._answer(bind_in_driver, call_json)
 
     def flush(self) -> None:
         from aiquery.usage.driver.committer import flush_all
 
         flush_all()
 
+    def _answer(
+        self, step: Callable[[SparkSession, Mapping[str, Any]], dict[str, Any]], call_json: str
+    ) -> str:
+        """The JVM's JSON answer for one step (analysis or binding) of a call."""
+        try:
+            call = json.loads(call_json)
+            return json.dumps(step(self.session_for(call.get("conf") or {}), call))
+        except Exception as e:  # a bug, not a bad call: say so in the statement's error
+            log.exception("aiquery: %s of an ai_query call failed", step.__name__)
+            return json.dumps({"ok": False, "message": f"[AIQUERY_INTERNAL_ERROR] {e!r}"})
+
     class Java:
         implements: ClassVar[list[str]] = ["io.aiquery.spark.Analyzer"]
-
-
-def answer_call(
-    step: Callable[[SparkSession, Mapping[str, Any]], dict[str, Any]],
-    spark: SparkSession | Callable[[Mapping[str, str]], SparkSession],
-    call_json: str,
-) -> str:
-    """The JVM's JSON answer for one step (analysis or binding) of a call. `spark` is the
-    session, or how to get one for the calling session's settings."""
-    try:
-        call = json.loads(call_json)
-        session = spark(call.get("conf") or {}) if callable(spark) else spark
-        return json.dumps(step(session, call))
-    except Exception as e:  # a bug, not a bad call: say so in the statement's error
-        log.exception("aiquery: %s of an ai_query call failed", step.__name__)
-        return json.dumps({"ok": False, "message": f"[AIQUERY_INTERNAL_ERROR] {e!r}"})
 
 
 def install(spark: SparkSession) -> None:
@@ -235,7 +232,7 @@ def install(spark: SparkSession) -> None:
     gateway = context._gateway
     assert gateway is not None and context._jvm is not None
     ensure_callback_server_started(gateway)  # type: ignore[no-untyped-call]
-    context._jvm.io.aiquery.spark.PythonAnalysis.useDriver(_DriverAnalyzer(spark))
+    context._jvm.io.aiquery.spark.PythonAnalysis.useDriver(DriverAnalyzer(lambda _: spark))
 
 
 def analyze_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str, Any]:

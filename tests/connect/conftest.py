@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyspark
 import pytest
+from spark_servers import free_port, running
 
 from aiquery.serving.server import EmulatorServer
 from aiquery.spark.session import submit_args
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +28,7 @@ def connect_url(connect_root: Path, emulator_server: EmulatorServer) -> Iterator
     system catalog); with no Python driver there, its Python companion analyses calls and
     resolves endpoints from the server's environment (the test emulator's)."""
     root = connect_root
-    port = _free_port()
+    port = free_port()
     conf = {
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
@@ -55,34 +44,5 @@ def connect_url(connect_root: Path, emulator_server: EmulatorServer) -> Iterator
         *(arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")),
         "spark-internal",
     ]
-    log = (root / "server.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIQUERY_", "DATABRICKS_"))}
-    env.update(
-        DATABRICKS_HOST=emulator_server.url,
-        DATABRICKS_TOKEN=emulator_server.token,
-        PYSPARK_PYTHON=sys.executable,
-    )
-    server = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the Spark Connect server exited; see {root / 'server.log'}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the Spark Connect server did not start in 240 s") from None
-                time.sleep(0.5)
+    with running("Spark Connect server", command, port, root, emulator_server):
         yield f"sc://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()

@@ -5,17 +5,13 @@ server's Python companion analyses calls and commits usage."""
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyspark
 import pytest
+from spark_servers import free_port, running
 
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
@@ -34,15 +30,7 @@ def jdbc_url(
     tmp_path_factory: pytest.TempPathFactory, emulator_server: EmulatorServer
 ) -> Iterator[str]:
     root: Path = tmp_path_factory.mktemp("thrift")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIQUERY_", "DATABRICKS_"))}
-    env.update(
-        DATABRICKS_HOST=emulator_server.url,
-        DATABRICKS_TOKEN=emulator_server.token,
-        PYSPARK_PYTHON=sys.executable,
-    )
+    port = free_port()
     command = [
         str(BIN / "spark-submit"), "--class", SERVER_CLASS, "--master", "local[1]",
         *submit_args(),
@@ -53,31 +41,8 @@ def jdbc_url(
         "--hiveconf", "hive.server2.thrift.bind.host=127.0.0.1",
         "spark-internal",
     ]  # fmt: skip
-    log = (root / "server.log").open("wb")
-    server = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the Thrift server exited; see {root / 'server.log'}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the Thrift server did not start in 240 s") from None
-                time.sleep(0.5)
+    with running("Thrift server", command, port, root, emulator_server):
         yield f"jdbc:hive2://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 def beeline(url: str, statement: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from standalone import HADOOP_AWS_PACKAGE, Cluster, ObjectStorage
 
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.server import EmulatorServer
-from aiquery.spark.session import delta_package
+from aiquery.spark.session import delta_package, submit_args
 from aiquery.usage.report import load_rows
 
 pytestmark = pytest.mark.cluster
@@ -278,3 +278,46 @@ def test_speculative_copies_of_a_straggler_double_no_row_on_object_storage(
     attempts = {r["spark_task"].rsplit(".", 1)[1] for r in rows if r["spark_task"]}
     assert "1" in attempts, "no speculative copy ran: the test proves nothing"
     assert len(served) > 43  # both copies of the straggler sent requests, each one row
+
+
+def test_the_spark_sql_shell_on_the_cluster_sends_usage_to_its_companion_on_object_storage(
+    cluster: Cluster,
+    emulator: EmulatorServer,
+    control: EmulatorControl,
+    object_storage: ObjectStorage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`spark-sql` (no Python driver) on the cluster, its warehouse on s3a://: the JVM's
+    Python companion hosts the coordinator the executors send usage to, and commits it to
+    the table on S3 before the shell exits."""
+    args = submit_args()
+    at = args.index("--packages") + 1
+    args[at] += "," + HADOOP_AWS_PACKAGE
+    root = object_storage.new_root()
+    conf = (
+        *object_storage.spark_conf(),
+        f"spark.sql.warehouse.dir={root}/warehouse",
+        "spark.aiquery.usage.delivery=driver",
+        f"spark.driver.extraJavaOptions=-Dderby.system.home={tmp_path / 'derby'}",
+        "spark.ui.enabled=false",
+    )
+    shell = str(Path(pyspark.__file__).parent / "bin" / "spark-sql")
+    done = subprocess.run(
+        [shell, "--master", cluster.master_url, *args, *SMALL,
+         *(arg for setting in conf for arg in ("--conf", setting)),
+         "-e", "SELECT 'answered', count(a) FROM (SELECT ai_query('databricks-gpt-5-4', "
+               "concat('Summarize: Row ', id, ' is here. More.')) AS a FROM range(0, 12, 1, 4))"],
+        env={**_env(emulator), "PYSPARK_PYTHON": sys.executable,
+             "PYSPARK_DRIVER_PYTHON": sys.executable},
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, _why(done)
+    assert "answered\t12" in done.stdout.splitlines()
+    for name, value in object_storage.env({}).items():
+        monkeypatch.setenv(name, value)
+    rows = load_rows(f"{root}/warehouse/ai_gateway.db/usage")
+    served = control.requests()
+    assert len(served) == 12
+    _assert_usage_is_the_server_log(rows, served)
+    assert len(rows) == 12

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from typing import Any
 
@@ -17,6 +18,22 @@ from pyspark.sql import functions as F
 
 import aiquery
 from aiquery.functions import ai_query
+
+BAD_CALLS = [
+    "ai_query('databricks-gpt-5', 'x', modelParameters => named_struct('temperature', 9.0))",
+    "ai_query('databricks-gpt-5', 'x', colour => 'red')",
+    "ai_query('no-such-endpoint', 'x')",
+]
+
+
+def bad_call_class(spark: SparkSession, call: str) -> str:
+    """The error class a bad call fails with (its first bracketed name after Spark's)."""
+    try:
+        spark.sql(f"SELECT {call} AS a").collect()
+    except Exception as e:
+        classes = re.findall(r"\[([A-Z_.]+)\]", str(e))
+        return next((c for c in classes if c != "USER_RAISED_EXCEPTION"), repr(e))
+    return "no error"
 
 
 def main(url: str) -> dict[str, Any]:
@@ -27,6 +44,9 @@ def main(url: str) -> dict[str, Any]:
     spark.conf.set("spark.aiquery.requestTags", '{"tier": "connect"}')
 
     aiquery.register(spark)
+    # Bad calls fail at the server's analysis with Databricks' class; databricks-gpt-5 is
+    # called nowhere else here, so the test can see that nothing reached it.
+    report["bad_calls"] = [bad_call_class(spark, call) for call in BAD_CALLS]
     report["plain_sql"] = [
         r.a for r in spark.sql("SELECT ai_query('databricks-gpt-5-4', 'Summarize: Plain SQL works. Yes.') AS a").collect()
     ]  # fmt: skip

@@ -51,6 +51,12 @@ def test_every_api_works_from_a_spark_connect_client(
 ) -> None:
     report = run_job(connect_url, emulator)
     assert report["classic"] is False  # a real Connect client: no JVM, no sparkContext
+    assert report["bad_calls"] == [
+        "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_PARAMETER_VALUE",
+        "UNRECOGNIZED_PARAMETER_NAME",
+        "AI_FUNCTION_ENDPOINT_NOT_FOUND",
+    ]
+    assert control.requests("databricks-gpt-5") == []  # nothing sent for them
 
     assert report["plain_sql"] == [answer("Summarize: Plain SQL works. Yes.")]
     assert report["plain_named"] == {

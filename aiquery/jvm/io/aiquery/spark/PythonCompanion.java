@@ -6,9 +6,8 @@ import java.security.SecureRandom;
 import java.util.HexFormat;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
-import org.apache.spark.util.ShutdownHookManager;
-import scala.runtime.AbstractFunction0;
-import scala.runtime.BoxedUnit;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.util.ShutdownHookManager;
 
 /**
  * The Python driver of a JVM that has none: the {@code spark-sql} shell, the Thrift JDBC
@@ -28,8 +27,13 @@ import scala.runtime.BoxedUnit;
 final class PythonCompanion {
   private static final long START_TIMEOUT_S = 120;
   private static final long CLOSE_TIMEOUT_S = 120;
-  /** Before the SQL shell's and servers' own hooks (100) and the SparkContext's (50). */
-  private static final int SHUTDOWN_PRIORITY = 150;
+  /**
+   * A Hadoop shutdown hook, run before the one Spark runs all its own hooks in (the SQL
+   * shell's, the servers', the SparkContext's: {@code FileSystem.SHUTDOWN_HOOK_PRIORITY + 30})
+   * and before file systems close. Its own timeout: Spark's hooks share Hadoop's default 30
+   * s, shorter than a first MERGE into a table on object storage from a cluster.
+   */
+  private static final int SHUTDOWN_PRIORITY = FileSystem.SHUTDOWN_HOOK_PRIORITY + 40;
 
   private static final Object LOCK = new Object();
   private static PythonCompanion started;
@@ -129,15 +133,9 @@ final class PythonCompanion {
       throw new IllegalStateException(e);
     }
     PythonCompanion companion = new PythonCompanion(process, gateway, python);
-    ShutdownHookManager.addShutdownHook(
-        SHUTDOWN_PRIORITY,
-        new AbstractFunction0<BoxedUnit>() {
-          @Override
-          public BoxedUnit apply() {
-            companion.close();
-            return BoxedUnit.UNIT;
-          }
-        });
+    ShutdownHookManager.get()
+        .addShutdownHook(
+            companion::close, SHUTDOWN_PRIORITY, CLOSE_TIMEOUT_S + 15, TimeUnit.SECONDS);
     return companion;
   }
 

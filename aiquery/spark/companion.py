@@ -30,8 +30,6 @@ from pyspark.sql import SparkSession
 
 from aiquery.spark.extension import DriverAnalyzer
 
-log = logging.getLogger("aiquery")
-
 _SETTINGS_PREFIXES = ("aiquery.", "spark.aiquery.")
 
 

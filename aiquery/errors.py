@@ -84,12 +84,14 @@ class RequestError(AiQueryError):
         status: int | None = None,
         request_id: str | None = None,
         attempts: int = 1,
+        function: str = "ai_query",
     ) -> None:
         self.endpoint = endpoint
         self.status = status
         self.request_id = request_id
         self.attempts = attempts
         self.reason = reason
+        self.function = function
         parts = [f"endpoint '{endpoint}'"]
         if status is not None:
             parts.append(f"HTTP {status}")
@@ -97,8 +99,21 @@ class RequestError(AiQueryError):
         if request_id:
             parts.append(f"request id {request_id}")
         super().__init__(
-            "Error occurred while making an HTTP request for function ai_query: "
+            f"Error occurred while making an HTTP request for function {function}: "
             f"{reason} ({', '.join(parts)})."
+        )
+
+    def for_function(self, function: str) -> RequestError:
+        """The same failure, said of the AI function (ai_classify, ...) that sent it."""
+        if function == self.function:
+            return self
+        return RequestError(
+            self.endpoint,
+            self.reason,
+            status=self.status,
+            request_id=self.request_id,
+            attempts=self.attempts,
+            function=function,
         )
 
 
@@ -106,12 +121,29 @@ class ParseCastError(RequestError):
     error_class = "AI_FUNCTION_HTTP_PARSE_CAST_ERROR"
     sqlstate = "2203G"
 
-    def __init__(self, endpoint: str, reason: str, *, request_id: str | None = None) -> None:
-        RequestError.__init__(self, endpoint, reason, request_id=request_id)
+    def __init__(
+        self,
+        endpoint: str,
+        reason: str,
+        *,
+        request_id: str | None = None,
+        function: str = "ai_query",
+    ) -> None:
+        RequestError.__init__(self, endpoint, reason, request_id=request_id, function=function)
+        into = "returnType" if function == "ai_query" else f"the result of {function}"
         self.detail = (
-            f"Failed to parse the model answer into returnType: {reason} (endpoint '{endpoint}')."
+            f"Failed to parse the model answer into {into}: {reason} (endpoint '{endpoint}')."
         )
         Exception.__init__(self, f"[{self.error_class}] {self.detail} SQLSTATE: {self.sqlstate}")
+
+    def for_function(self, function: str) -> RequestError:
+        return (
+            self
+            if function == self.function
+            else ParseCastError(
+                self.endpoint, self.reason, request_id=self.request_id, function=function
+            )
+        )
 
 
 def truncate(text: str, limit: int = 300) -> str:

@@ -187,7 +187,8 @@ class BatchEngine:
     # --- the window -----------------------------------------------------------------------
 
     def map(self, batches: Iterable[Sequence[Any]]) -> Iterator[list[RowResult]]:
-        """One list of row results per input batch, in order. None inputs give NULL_ROW."""
+        """One list of row results per input batch, in order. None inputs give NULL_ROW; a
+        RequestError input is that row's error, sent nothing."""
         source = iter(batches)
         more = True
         while True:
@@ -212,6 +213,10 @@ class BatchEngine:
         for i, value in enumerate(inputs):
             if value is None:
                 batch.results[i] = NULL_ROW
+            elif isinstance(value, RequestError):  # refused before sending (a bad image, ...)
+                batch.results[i] = RowResult(error=value)
+                if self.fail_fast:
+                    self._fail(value)
             elif value == "":
                 # No model can answer an empty prompt (some refuse it with a 400): say so
                 # instead of paying for the request.

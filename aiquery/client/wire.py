@@ -38,6 +38,7 @@ from aiquery.protocols.common import (
     CustomResult,
     EmbeddingRequest,
     EmbeddingResult,
+    Image,
     Message,
     ProtocolError,
     Usage,
@@ -51,6 +52,21 @@ USER_AGENT = f"aiquery/{__version__}"
 
 Encode = Callable[[Sequence[Any]], dict[str, Any]]
 Decode = Callable[[Any, Sequence[Any]], tuple[list[Any], Usage]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One chat row that is more than a string: an AI function's system prompt, or
+    ai_query's images (`files =>`). A plain string is a prompt too."""
+
+    text: str
+    system: str | None = None
+    images: tuple[Image, ...] = ()
+
+    def __len__(self) -> int:  # the payload budget counts characters
+        return (
+            len(self.text) + len(self.system or "") + sum(len(i.data) * 4 // 3 for i in self.images)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +122,26 @@ class _Task:
     outputs: Callable[[Any, Sequence[Any]], tuple[list[Any], Usage]]
 
 
+def _chat_request(inputs: Sequence[Any], model: str, params: Mapping[str, Any]) -> ChatRequest:
+    prompt = inputs[0]
+    if not isinstance(prompt, Prompt):
+        return ChatRequest((Message("user", _utf8(prompt)),), model, params)
+    user = Message("user", _utf8(prompt.text), prompt.images)
+    if prompt.system is None:
+        return ChatRequest((user,), model, params)
+    return ChatRequest((Message("system", _utf8(prompt.system)), user), model, params)
+
+
+def prompt_text(value: Any) -> str:
+    """All the text a chat row sends (what token estimates count)."""
+    if isinstance(value, Prompt):
+        return (value.system or "") + value.text
+    return value if isinstance(value, str) else str(value)
+
+
 def _chat_outputs(result: ChatResult, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
     text = _utf8(result.text)
-    return [text], _with_estimate(result.usage, inputs[0], text)
+    return [text], _with_estimate(result.usage, prompt_text(inputs[0]), text)
 
 
 def _completion_outputs(result: CompletionResult, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
@@ -132,10 +165,7 @@ def _custom_outputs(result: CustomResult, inputs: Sequence[Any]) -> tuple[list[A
 
 
 _TASKS: dict[str, _Task] = {
-    CHAT: _Task(
-        lambda i, model, params: ChatRequest((Message("user", _utf8(i[0])),), model, params),
-        _chat_outputs,
-    ),
+    CHAT: _Task(_chat_request, _chat_outputs),
     COMPLETIONS: _Task(
         lambda i, model, params: CompletionRequest(tuple(map(_utf8, i)), model, params),
         _completion_outputs,
@@ -198,6 +228,4 @@ def jsonable(value: Any) -> Any:
 
 def input_tokens_estimate(inputs: Sequence[Any]) -> int:
     """Tokens a request will consume, for the tokens-per-minute budget, before sending it."""
-    return sum(
-        estimate_tokens(i) if isinstance(i, str) else estimate_tokens(str(i)) for i in inputs
-    )
+    return sum(estimate_tokens(prompt_text(i)) for i in inputs)

@@ -11,6 +11,7 @@ from aiquery.protocols.common import (
     Message,
     ProtocolError,
     as_object,
+    images_of_content,
     reported_or_estimated,
     require,
     text_of_content,
@@ -31,7 +32,7 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
         "model": request.model,
         "max_tokens": params.pop("max_tokens", DEFAULT_MAX_TOKENS),
         "messages": [
-            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+            {"role": m.role, "content": _content(m)} for m in request.messages if m.role != "system"
         ],
     }
     if system:
@@ -41,6 +42,17 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else stop
     body.update(params)
     return body
+
+
+def _content(message: Message) -> Any:
+    """A message's content: its text, or image blocks then the text (as Anthropic advises)."""
+    if not message.images:
+        return message.content
+    images = [
+        {"type": "image", "source": {"type": "base64", "media_type": i.media_type, "data": i.b64()}}
+        for i in message.images
+    ]
+    return [*images, {"type": "text", "text": message.content}]
 
 
 def decode_request(raw: Any) -> ChatRequest:
@@ -62,9 +74,8 @@ def decode_request(raw: Any) -> ChatRequest:
         role = require(item, "role", str, f"messages[{i}]")
         if role not in ("user", "assistant"):
             raise ProtocolError(f"messages[{i}].role must be 'user' or 'assistant'")
-        messages.append(
-            Message(role, text_of_content(item.get("content"), f"messages[{i}].content"))
-        )
+        content, at = item.get("content"), f"messages[{i}].content"
+        messages.append(Message(role, text_of_content(content, at), images_of_content(content, at)))
     params: dict[str, Any] = {"max_tokens": max_tokens}
     params.update({k: body[k] for k in _PASS_THROUGH if k in body})
     return ChatRequest(tuple(messages), body.get("model"), params)

@@ -8,6 +8,7 @@ of each wire format and cannot drift apart.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,9 +46,24 @@ def estimate_tokens(text: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image sent with a message (ai_query's `files =>`): its bytes and media type."""
+
+    media_type: str  # "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+    data: bytes
+
+    def b64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_uri(self) -> str:
+        return f"data:{self.media_type};base64,{self.b64()}"
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     role: str  # "system" | "user" | "assistant"
     content: str
+    images: tuple[Image, ...] = ()  # sent after the text, in each protocol's image parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,3 +224,45 @@ def text_of_content(content: Any, where: str) -> str:
                 parts.append(text)
         return "".join(parts)
     raise ProtocolError(f"{where} must be a string or a list of content blocks")
+
+
+def images_of_content(content: Any, where: str) -> tuple[Image, ...]:
+    """The images of an OpenAI, Responses or Anthropic message `content` (data URIs or
+    base64 sources; a server that fetched URLs would reach outside loopback)."""
+    if not isinstance(content, list):
+        return ()
+    images = []
+    for block in content:
+        if not isinstance(block, Mapping):
+            continue
+        kind = block.get("type")
+        if kind == "image_url":
+            url = block.get("image_url")
+            images.append(_data_uri(url.get("url") if isinstance(url, Mapping) else url, where))
+        elif kind == "input_image":
+            images.append(_data_uri(block.get("image_url"), where))
+        elif kind == "image":
+            source = as_object(block.get("source"), f"an image block's source in {where}")
+            if source.get("type") != "base64":
+                raise ProtocolError(f"an image in {where} must have a base64 source")
+            images.append(image_of(source.get("media_type"), source.get("data"), where))
+    return tuple(images)
+
+
+def _data_uri(url: Any, where: str) -> Image:
+    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+        raise ProtocolError(
+            f"an image in {where} must be a data: URI (data:image/png;base64,...); URLs are not fetched"
+        )
+    media_type, data = url[5:].split(";base64,", 1)
+    return image_of(media_type, data, where)
+
+
+def image_of(media_type: Any, data: Any, where: str) -> Image:
+    """An image from its media type and base64 text, as requests carry it."""
+    if not isinstance(media_type, str) or not isinstance(data, str):
+        raise ProtocolError(f"an image in {where} needs a media type and base64 data")
+    try:
+        return Image(media_type, base64.b64decode(data, validate=True))
+    except ValueError:
+        raise ProtocolError(f"an image in {where} is not valid base64") from None

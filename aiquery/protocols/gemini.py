@@ -8,9 +8,11 @@ from typing import Any
 from aiquery.protocols.common import (
     ChatRequest,
     ChatResult,
+    Image,
     Message,
     ProtocolError,
     as_object,
+    image_of,
     reported_or_estimated,
     require,
 )
@@ -28,7 +30,16 @@ _CONFIG_TO_PARAM = {
 def encode_request(request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {
         "contents": [
-            {"role": _ROLE_TO_GEMINI.get(m.role, "user"), "parts": [{"text": m.content}]}
+            {
+                "role": _ROLE_TO_GEMINI.get(m.role, "user"),
+                "parts": [
+                    {"text": m.content},
+                    *(
+                        {"inline_data": {"mime_type": i.media_type, "data": i.b64()}}
+                        for i in m.images
+                    ),
+                ],
+            }
             for m in request.messages
             if m.role != "system"
         ]
@@ -65,8 +76,9 @@ def decode_request(raw: Any, model: str) -> ChatRequest:
         role = item.get("role", "user")
         if role not in ("user", "model"):
             raise ProtocolError(f"contents[{i}].role must be 'user' or 'model'")
-        text = _parts_text(item.get("parts"), f"contents[{i}].parts")
-        messages.append(Message("assistant" if role == "model" else "user", text))
+        parts, at = item.get("parts"), f"contents[{i}].parts"
+        speaker = "assistant" if role == "model" else "user"
+        messages.append(Message(speaker, _parts_text(parts, at), _parts_images(parts, at)))
     params: dict[str, Any] = {}
     config = body.get("generationConfig", body.get("generation_config"))
     if isinstance(config, Mapping):
@@ -124,6 +136,19 @@ def _parts_text(parts: Any, where: str) -> str:
         if isinstance(part, Mapping) and isinstance(part.get("text"), str):
             texts.append(part["text"])
     return "".join(texts)
+
+
+def _parts_images(parts: Any, where: str) -> tuple[Image, ...]:
+    """The `inline_data` (or `inlineData`) images of a content's parts."""
+    images = []
+    for part in parts if isinstance(parts, list) else ():
+        inline = (
+            part.get("inline_data", part.get("inlineData")) if isinstance(part, Mapping) else None
+        )
+        if isinstance(inline, Mapping):
+            media_type = inline.get("mime_type", inline.get("mimeType"))
+            images.append(image_of(media_type, inline.get("data"), where))
+    return tuple(images)
 
 
 def _response_format(config: Mapping[str, Any]) -> dict[str, Any]:

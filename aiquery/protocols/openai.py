@@ -27,6 +27,7 @@ from aiquery.protocols.common import (
     Usage,
     as_object,
     estimate_tokens,
+    images_of_content,
     reported_usage,
     require,
     text_of_content,
@@ -43,12 +44,20 @@ _ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
 
 def encode_chat_request(request: ChatRequest, *, with_model: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages]
+        "messages": [{"role": m.role, "content": _content(m)} for m in request.messages]
     }
     if with_model and request.model is not None:
         body["model"] = request.model
     body.update(request.params)
     return body
+
+
+def _content(message: Message) -> Any:
+    """A message's content: its text, or text and image parts (vision)."""
+    if not message.images:
+        return message.content
+    images = [{"type": "image_url", "image_url": {"url": i.data_uri()}} for i in message.images]
+    return [{"type": "text", "text": message.content}, *images]
 
 
 def decode_chat_request(raw: Any) -> ChatRequest:
@@ -65,7 +74,8 @@ def decode_chat_request(raw: Any) -> ChatRequest:
         role = require(item, "role", str, where)
         if role not in _ROLES:
             raise ProtocolError(f"{where}.role must be one of {sorted(_ROLES)}, got '{role}'")
-        messages.append(Message(role, text_of_content(item.get("content"), f"{where}.content")))
+        content, at = item.get("content"), f"{where}.content"
+        messages.append(Message(role, text_of_content(content, at), images_of_content(content, at)))
     model = body.get("model")
     params = {k: v for k, v in body.items() if k not in CHAT_RESERVED}
     _check_common_params(params)

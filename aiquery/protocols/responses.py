@@ -12,6 +12,7 @@ from aiquery.protocols.common import (
     Message,
     ProtocolError,
     as_object,
+    images_of_content,
     reported_or_estimated,
     require,
     text_of_content,
@@ -24,7 +25,13 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
         "input": [
-            {"role": m.role, "content": [{"type": _part_type(m.role), "text": m.content}]}
+            {
+                "role": m.role,
+                "content": [
+                    {"type": _part_type(m.role), "text": m.content},
+                    *({"type": "input_image", "image_url": i.data_uri()} for i in m.images),
+                ],
+            }
             for m in request.messages
         ],
     }
@@ -55,8 +62,9 @@ def decode_request(raw: Any) -> ChatRequest:
             role = item.get("role", "user")
             if not isinstance(role, str):
                 raise ProtocolError(f"input[{i}].role must be a string")
+            content, at = item.get("content"), f"input[{i}].content"
             messages.append(
-                Message(role, text_of_content(item.get("content"), f"input[{i}].content"))
+                Message(role, text_of_content(content, at), images_of_content(content, at))
             )
     if not messages:
         raise ProtocolError("'input' must not be empty")

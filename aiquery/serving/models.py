@@ -19,30 +19,32 @@ ignored.
 
 `complete` repeats the prompt's last 12 words. With `max_tokens`, a reply over the limit
 (by `estimate_tokens`) is cut to `max_tokens * 4` characters and finishes with "length";
-cut JSON may be invalid, as from a real model. `embed` is signed feature hashing of
-lower-cased words (weight 1) and their UTF-8 trigrams (0.35), L2-normalised, so texts
-sharing words are closer. `custom_predict` sums a record's numbers, else answers its text.
+cut JSON may be invalid, as from a real model. `custom_predict` sums a record's numbers,
+else answers its text. Embeddings are `aiquery.serving.embedding`.
+
+An AI function's prompt (`aiquery.protocols.tasks`) gets its task's answer
+(`task_models`); a user message with images gets their description from their headers
+("A PNG image of 64x48 pixels."), as a vision model would describe them.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from aiquery.protocols.common import Message, ProtocolError, estimate_tokens
+from aiquery.protocols.common import Image, Message, ProtocolError, estimate_tokens
+from aiquery.protocols.images import sniff
+from aiquery.protocols.tasks import read_task
 from aiquery.serving.schema_instance import InstanceBuilder
-from aiquery.serving.wording import SENTENCE_END, WORD, cap_words
+from aiquery.serving.task_models import answer_task
+from aiquery.serving.wording import SENTENCE_END, cap_words
 
 EMPTY_ANSWER = "(empty prompt)"
 _MAX_PREFIX_WORDS = 12
 _CONTINUATION_WORDS = 12
-_TRIGRAM_WEIGHT = 0.35
 
 _INSTRUCTION = re.compile(r"\s*([^:\n]*):\s")
 # Array strings under keys like these get keywords, not sentences.
@@ -72,8 +74,12 @@ def chat_reply(
     limit = _check_max_tokens(max_tokens)
     kind, schema = _parse_response_format(response_format)
     prompt = _last_user_text(messages)
+    task = read_task(messages)
+    if task is not None:  # an AI function's prompt: its answer, in its shape
+        return _finish(json.dumps(answer_task(task, prompt), ensure_ascii=False), limit)
     source = _strip_instruction(prompt)
-    answer = _first_sentence(source)
+    images = _last_user_images(messages)
+    answer = describe_images(images) if images else _first_sentence(source)
     if kind == "json_object":
         body: Any = {"answer": answer, "word_count": len(source.split())}
         text = json.dumps(body, ensure_ascii=False)
@@ -93,26 +99,6 @@ def complete(prompt: str, *, max_tokens: int | None = None) -> Reply:
         return _finish(EMPTY_ANSWER, limit)
     tail = " ".join(words[-_CONTINUATION_WORDS:])
     return _finish(tail if prompt[-1].isspace() else " " + tail, limit)
-
-
-def embed(text: str, dim: int) -> list[float]:
-    """An L2-normalised feature-hashing vector of `dim` floats for `text`.
-
-    Empty or whitespace-only text (or text without word characters) maps to the unit
-    vector along index 0.
-    """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
-        raise ProtocolError("embedding dimensions must be a positive integer")
-    vector = [0.0] * dim
-    for word in WORD.findall(text.lower()):
-        for index, weight in _word_features(word, dim):
-            vector[index] += weight
-    norm = math.hypot(*vector)
-    if norm < 1e-9:
-        vector[0] = 1.0
-        return vector
-    scale = 1.0 / norm
-    return [value * scale for value in vector]
 
 
 def custom_predict(record: Mapping[str, Any]) -> Any:
@@ -169,6 +155,24 @@ def _last_user_text(messages: Sequence[Message]) -> str:
     return messages[-1].content if messages else ""
 
 
+def _last_user_images(messages: Sequence[Message]) -> tuple[Image, ...]:
+    users = [m for m in messages if m.role == "user"]
+    return users[-1].images if users else ()
+
+
+def describe_images(images: Sequence[Image]) -> str:
+    """What a vision model sees, from each image's header ("A PNG image of 64x48 pixels.")."""
+    described = []
+    for image in images:
+        info = sniff(image.data)
+        described.append(
+            f"A {info.format} image of {info.width}x{info.height} pixels."
+            if info is not None
+            else "An image that cannot be decoded."
+        )
+    return " ".join(described)
+
+
 def _strip_instruction(prompt: str) -> str:
     match = _INSTRUCTION.match(prompt)
     if match and len(match.group(1).split()) <= _MAX_PREFIX_WORDS:
@@ -183,18 +187,3 @@ def _first_sentence(source: str) -> str:
     if not normalised:
         return EMPTY_ANSWER
     return cap_words(SENTENCE_END.split(normalised, maxsplit=1)[0])
-
-
-@lru_cache(maxsize=8192)
-def _word_features(word: str, dim: int) -> tuple[tuple[int, float], ...]:
-    """(index, signed weight) of a word and of its boundary-marked byte trigrams."""
-    # crc32, not blake2b: a few hundred features per text must hash in microseconds.
-    # Trigrams start from another crc value so "cat" the word and "cat" the trigram differ.
-    data = word.encode("utf-8", "surrogatepass")
-    padded = b"<" + data + b">"
-    h = zlib.crc32(data)
-    features = [(h % dim, 1.0 if h >> 31 else -1.0)]
-    for i in range(len(padded) - 2):
-        h = zlib.crc32(padded[i : i + 3], 1)
-        features.append((h % dim, _TRIGRAM_WEIGHT if h >> 31 else -_TRIGRAM_WEIGHT))
-    return tuple(features)

@@ -29,12 +29,14 @@ from aiquery.client.retry import RetryPolicy
 from aiquery.endpoints.registry import EMBEDDED, Endpoint, Registry, load_registry
 from aiquery.errors import (
     ConfigError,
+    InvalidArgumentError,
     InvalidModelParametersError,
     InvalidReturnTypeError,
     UnsupportedResponseFormatError,
 )
 from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS
 from aiquery.protocols.tags import RequestTagsError, parse_request_tags, validate_request_tags
+from aiquery.protocols.tasks import FUNCTION_TAG, Task
 from aiquery.settings import is_local, master, parallelism, setting
 from aiquery.spark import ddl
 from aiquery.usage.driver.settings import usage_context
@@ -86,6 +88,13 @@ class CallSpec:
     request_tags: Mapping[str, str] = field(default_factory=dict)
     settings: EngineSettings = field(default_factory=EngineSettings)
     usage: UsageContext | None = None  # None: usage recording is off
+    task: Task | None = None  # an AI function's task (ai_classify, ...); None: ai_query
+    inputs: tuple[str, ...] = ("request",)  # the UDF's arguments, by parameter name
+    variant: bool = False  # the value is a VARIANT, carried as JSON text
+
+    @property
+    def function(self) -> str:
+        return self.task.function if self.task is not None else "ai_query"
 
     @property
     def value_type(self) -> DataType:
@@ -94,7 +103,7 @@ class CallSpec:
     @property
     def result_type(self) -> DataType:
         value = self.value_type
-        return value if self.fail_on_error else ddl.error_struct_type(value)
+        return value if self.fail_on_error or self.variant else ddl.error_struct_type(value)
 
     def fingerprint(self) -> str:
         """A stable name for the UDF of this call site (the token is not part of it)."""
@@ -113,19 +122,26 @@ def analyze(
     request_tags: Mapping[str, str] | None = None,
     registry: Registry | None = None,
     settings: EngineSettings | None = None,
+    task: Task | None = None,
+    files: bool = False,
 ) -> CallSpec:
     """Check one call's arguments and resolve its endpoint; raises an AnalysisError subclass."""
     resolved = (registry or load_registry()).resolve(endpoint)
     if resolved.base_url == EMBEDDED and not is_local(spark):
         raise ConfigError(embedded_unreachable(resolved.name, master(spark)))
-    task = resolved.task
+    kind = resolved.task
+    if files and kind != CHAT:
+        raise InvalidArgumentError(
+            f"files => (images) needs a chat endpoint of a vision model; '{resolved.name}' is "
+            f"a {kind} endpoint."
+        )
     params: dict[str, Any] = {}
     if model_parameters:
         params.update(_check_model_parameters(resolved, model_parameters))
     if response_format is not None:
-        if task != CHAT:
+        if kind != CHAT:
             raise UnsupportedResponseFormatError(
-                f"responseFormat is only supported for chat endpoints; '{resolved.name}' is a {task} endpoint."
+                f"responseFormat is only supported for chat endpoints; '{resolved.name}' is a {kind} endpoint."
             )
         try:
             params["response_format"] = ddl.response_format_for(response_format)
@@ -140,10 +156,28 @@ def analyze(
         return_type_json=value_type.json(),
         parse_answer=parse,
         fail_on_error=fail_on_error,
-        request_tags=session_request_tags(spark, request_tags),
+        request_tags=call_tags(spark, request_tags, task),
         settings=settings or default_settings(spark),
         usage=usage_context(spark),
+        task=task,
+        inputs=("request", "files") if files else ("request",),
     )
+
+
+def call_tags(
+    spark: SparkSession, given: Mapping[str, str] | None, task: Task | None
+) -> dict[str, str]:
+    """The request tags a call sends: the session's, the call's own, and for an AI function
+    `ai_function` naming it (reserved: it overrides a tag of that name)."""
+    tags = session_request_tags(spark, given)
+    if task is not None:
+        tags[FUNCTION_TAG] = task.function
+        if len(tags) > 20:
+            raise ConfigError(
+                f"Invalid request tags: {task.function} adds the tag {FUNCTION_TAG}, and at "
+                "most 20 are allowed; remove one."
+            )
+    return tags
 
 
 def embedded_unreachable(name: str, master_url: str) -> str:

@@ -141,10 +141,28 @@ def is_enabled(spark: SparkSession) -> bool:
 # --- analysis, in the driver's Python ----------------------------------------------------
 
 
-def _analyze_call(session: Any, call: Mapping[str, Any]) -> CallSpec:
-    """`callspec.analyze` of the arguments the JVM bound, and the request's type checked."""
+def _analyze_call(session: Any, call: Mapping[str, Any]) -> tuple[CallSpec, list[int]]:
+    """The call's spec and its UDF's inputs (indices of the JVM's arguments).
+
+    ai_query's arguments arrive bound by the JVM (its signature is Spark's named-argument
+    support): `callspec.analyze`, and the request's (and files') types checked. An AI
+    function's arrive as given, and `aifunctions.analyze_function` binds them."""
+    from pyspark.sql.types import _parse_datatype_json_string
+
+    from aiquery.spark.aifunctions import Arg, analyze_function
     from aiquery.spark.callspec import analyze as analyze_call
 
+    if "function" in call:
+        args = [
+            Arg(
+                name=a.get("name"),
+                type=_parse_datatype_json_string(a["type"]) if a.get("type") else None,
+                constant=bool(a.get("constant")),
+                value=a.get("value"),
+            )
+            for a in call["args"]
+        ]
+        return analyze_function(session, str(call["function"]), args)
     model_parameters = call.get("modelParameters")
     spec = analyze_call(
         session,
@@ -153,24 +171,37 @@ def _analyze_call(session: Any, call: Mapping[str, Any]) -> CallSpec:
         fail_on_error=bool(call.get("failOnError", True)),
         model_parameters=json.loads(model_parameters) if model_parameters else None,
         response_format=call.get("responseFormat"),
+        files="filesType" in call,
     )
-    _check_request(spec, call.get("requestType"))
-    return spec
+    _check_request(spec, call.get("requestType"), call.get("filesType"))
+    return spec, list(range(len(spec.inputs)))
 
 
-def _answer(spec: CallSpec) -> dict[str, Any]:
-    """The JVM's answer for a call: its result type, and the spec executors unpickle."""
+def _answer(spec: CallSpec, inputs: list[int] | None = None) -> dict[str, Any]:
+    """The JVM's answer for a call: its result type, the spec executors unpickle, the
+    arguments the UDF takes, and whether Spark parses its JSON text as a VARIANT."""
     blob = base64.b64encode(pickle.dumps(spec)).decode("ascii")
-    return {"ok": True, "type": spec.result_type.json(), "spec": blob}
+    answer: dict[str, Any] = {"ok": True, "type": spec.result_type.json(), "spec": blob}
+    if inputs is not None:
+        answer.update(inputs=inputs, variant=spec.variant)
+    return answer
 
 
-def _check_request(spec: CallSpec, type_json: str | None) -> None:
-    """The request's SQL type, checked at analysis: STRING, or a STRUCT for custom models."""
-    from pyspark.sql.types import StringType, StructType, _parse_datatype_json_string
+def _check_request(spec: CallSpec, type_json: str | None, files_json: str | None) -> None:
+    """The request's SQL type, checked at analysis: STRING, or a STRUCT for custom models;
+    the files' BINARY."""
+    from pyspark.sql.types import BinaryType, StringType, StructType, _parse_datatype_json_string
 
     from aiquery.errors import InvalidArgumentError
     from aiquery.protocols.common import CUSTOM
 
+    if files_json is not None and not isinstance(
+        files := _parse_datatype_json_string(files_json), BinaryType
+    ):
+        raise InvalidArgumentError(
+            f"ai_query's files must be a BINARY column of images (e.g. the content column of "
+            f"read_files(..., format => 'binaryFile')), not {files.simpleString()}."
+        )
     if type_json is None:
         return
     given = _parse_datatype_json_string(type_json)
@@ -239,7 +270,7 @@ def analyze_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str,
     """The JVM's call analysed with this driver's endpoints: its result type and its spec,
     unbound. Analysis starts nothing; `bind_in_driver` does, when the statement runs."""
     try:
-        return _answer(_analyze_call(spark, call))
+        return _answer(*_analyze_call(spark, call))
     except AiQueryError as e:
         return {"ok": False, "message": str(e)}
 
@@ -251,7 +282,7 @@ def bind_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str, An
     Request tags, engine and usage settings are the running session's (`spark` carries its
     settings): a view's or SQL function's body is analysed under the configuration captured
     when it was created, but whoever runs the statement owns its tags and its usage."""
-    from aiquery.spark.callspec import default_settings, session_request_tags
+    from aiquery.spark.callspec import call_tags, default_settings
     from aiquery.spark.runtime import bind
     from aiquery.usage.driver.settings import usage_context
 
@@ -259,7 +290,7 @@ def bind_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str, An
         spec: CallSpec = pickle.loads(base64.b64decode(call["spec"]))
         spec = replace(
             spec,
-            request_tags=session_request_tags(spark, None),
+            request_tags=call_tags(spark, None, spec.task),
             settings=default_settings(spark),
             usage=usage_context(spark),
         )

@@ -35,8 +35,10 @@ from aiquery.errors import (
     InvalidModelParametersError,
 )
 from aiquery.protocols.common import EMBEDDINGS
+from aiquery.protocols.tasks import FUNCTIONS
 from aiquery.settings import master
 from aiquery.spark import extension, sqllex, sqlscan
+from aiquery.spark.aifunctions import Arg, analyze_function
 from aiquery.spark.callspec import (
     CallSpec,
     analyze,
@@ -89,15 +91,18 @@ class _Plan:
 
     text: str
     usage_refs: list[tuple[int, int]]
-    calls: list[tuple[sqlscan.CallSite, CallSpec, _Plan]]  # the site, its spec, its request
+    # Each site, its spec, and the plans of the texts its UDF takes (the request, ...).
+    calls: list[tuple[sqlscan.CallSite, CallSpec, list[_Plan]]]
 
     @property
     def reads_usage(self) -> bool:
-        return bool(self.usage_refs) or any(request.reads_usage for _, _, request in self.calls)
+        return bool(self.usage_refs) or any(
+            plan.reads_usage for _, _, inputs in self.calls for plan in inputs
+        )
 
 
 def _plan(spark: SparkSession, text: str, registry: Registry | None) -> _Plan:
-    calls = sqlscan.find_calls(text, [FUNCTION])
+    calls = sqlscan.find_calls(text, [FUNCTION, *FUNCTIONS])
     inside = [(c.start, c.end) for c in calls]
     usage_refs = [
         (start, end)
@@ -109,8 +114,12 @@ def _plan(spark: SparkSession, text: str, registry: Registry | None) -> _Plan:
     analysed = []
     for call in calls:
         assert registry is not None
-        spec, request = _analyze_call(spark, text, call, registry)
-        analysed.append((call, spec, _plan(spark, request, registry)))  # ai_query in the prompt
+        if call.name.lower() == FUNCTION:
+            spec, inputs = _analyze_call(spark, text, call, registry)
+        else:
+            spec, inputs = _analyze_function(spark, call, registry)
+        # Calls inside the inputs (ai_query in a prompt) are planned too.
+        analysed.append((call, spec, [_plan(spark, i, registry) for i in inputs]))
     return _Plan(text, usage_refs, analysed)
 
 
@@ -118,25 +127,50 @@ def _render(spark: SparkSession, plan: _Plan) -> str:
     if not plan.calls and not plan.usage_refs:
         return plan.text
     replacements = [(start, end, TABLE) for start, end in plan.usage_refs]
-    for call, spec, request in plan.calls:
+    for call, spec, inputs in plan.calls:
         udf = make_udf(spark, spec)
         name = f"_aiquery_{spec.fingerprint()}"
         spark.udf.register(name, udf)
-        replacements.append((call.start, call.end, f"{name}({_render(spark, request)})"))
+        rendered = f"{name}({', '.join(_render(spark, i) for i in inputs)})"
+        replacements.append(
+            (call.start, call.end, f"parse_json({rendered})" if spec.variant else rendered)
+        )
     return sqlscan.replace_spans(plan.text, replacements)
+
+
+def _analyze_function(
+    spark: SparkSession, call: sqlscan.CallSite, registry: Registry
+) -> tuple[CallSpec, list[str]]:
+    """An AI function's spec and the texts of its UDF's inputs. Each argument that Spark
+    can evaluate alone is a constant (labels, options, a literal text); the others are
+    expressions over the statement's columns."""
+    args = [
+        Arg(name=a.name, constant=constant, value=value)
+        for a in call.args
+        for constant, value in [_constant_value(spark, a.text)]
+    ]
+    spec, inputs = analyze_function(spark, call.name, args, registry=registry)
+    return spec, [call.args[i].text for i in inputs]
+
+
+def _constant_value(spark: SparkSession, text: str) -> tuple[bool, Any]:
+    literal = sqllex.string_literal(text)
+    if literal is not None:
+        return True, literal
+    try:
+        value = spark.sql(f"SELECT {text} AS v").collect()[0]["v"]
+    except AnalysisException:
+        return False, None  # refers to columns
+    return True, _plain(value.asDict(recursive=True) if isinstance(value, Row) else value)
 
 
 def _analyze_call(
     spark: SparkSession, statement: str, call: sqlscan.CallSite, registry: Registry
-) -> tuple[CallSpec, str]:
-    """The call site's spec and its request argument's text."""
+) -> tuple[CallSpec, list[str]]:
+    """The call site's spec and its inputs' texts (the request, and the files)."""
     args = _bind(statement, call)
     line, column = sqllex.position(statement, call.start)
     where = f"ai_query at line {line}, column {column}"
-    if "files" in args:
-        raise InvalidArgumentError(
-            f"{where}: the files argument (vision input) is not supported by aiquery yet."
-        )
     endpoint = sqllex.string_literal(args["endpoint"])
     if endpoint is None:
         raise InvalidArgumentError(
@@ -151,8 +185,9 @@ def _analyze_call(
         model_parameters=_constant_struct(spark, args.get("modelParameters"), where),
         response_format=_string_arg(args, "responseFormat", where),
         registry=registry,
+        files="files" in args,
     )
-    return spec, args["request"]
+    return spec, [args["request"], *([args["files"]] if "files" in args else [])]
 
 
 def _bind(statement: str, call: sqlscan.CallSite) -> dict[str, str]:

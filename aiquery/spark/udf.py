@@ -7,7 +7,7 @@ same length, same order, typed as the call site's result type.
 
 from __future__ import annotations
 
-import json
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,16 +15,16 @@ import pyarrow as pa
 from pyspark import TaskContext
 from pyspark.sql import SparkSession
 from pyspark.sql.pandas import functions as pandas_functions
-from pyspark.sql.types import DataType, StringType
+from pyspark.sql.types import DataType
 from pyspark.sql.udf import UserDefinedFunction
 
 from aiquery import logs
-from aiquery.client.engine import BatchEngine, RowResult
+from aiquery.client.engine import BatchEngine
 from aiquery.client.wire import USER_AGENT, wire_for
-from aiquery.errors import InvalidArgumentError, ParseCastError, RequestError
-from aiquery.protocols.common import CUSTOM
+from aiquery.errors import RequestError
 from aiquery.spark import answers
 from aiquery.spark.callspec import CallSpec
+from aiquery.spark.rows import Rows
 from aiquery.spark.runtime import bind
 from aiquery.usage.executor import writer_for
 
@@ -42,23 +42,28 @@ def arrow_iter_udf(
 
 
 def make_udf(spark: SparkSession, spec: CallSpec) -> UserDefinedFunction:
-    """The call site bound for execution (`runtime.bind`), as a UDF of its result type; its
-    plan shows only `ai_query(<request>)`."""
+    """The call site bound for execution (`runtime.bind`), as a UDF of its result type and
+    of its arguments (`spec.inputs`); its plan shows only `ai_query(<request>)`."""
     bound = bind(spark, spec)
+    if len(spec.inputs) == 1:
 
-    def ai_query(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
+        def ai_query(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
+            yield from run(bound, batches)
+
+        return arrow_iter_udf(ai_query, bound.result_type)
+
+    def ai_query_n(batches: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
         yield from run(bound, batches)
 
-    return arrow_iter_udf(ai_query, bound.result_type)
+    return arrow_iter_udf(ai_query_n, bound.result_type)
 
 
-def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-    """Answer every row of every batch; the executor-side body of the UDF."""
+def run(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
+    """Answer every row of every batch; the executor-side body of the UDF. A batch is one
+    Arrow array, or a tuple of them when the UDF has several arguments."""
     logs.setup()
     wire = wire_for(spec.endpoint, spec.params, spec.request_tags)
-    value_type = spec.value_type
-    custom = spec.endpoint.task == CUSTOM
-    inputs = (_inputs(batch, custom, spec.endpoint.name) for batch in batches)
+    rows = Rows(spec)
     recorder = (
         writer_for(
             spec.usage,
@@ -72,13 +77,24 @@ def run(spec: CallSpec, batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
         if spec.usage
         else None
     )
+    contents: deque[list[Any]] = deque()  # the engine reads ahead; answers come back in order
+
+    def inputs() -> Iterator[list[Any]]:
+        for batch in batches:
+            values, content = rows.inputs(batch)
+            contents.append(content)
+            yield values
+
     # The engine drains the recorder on its loop as it closes, failed or not.
     with BatchEngine(
         spec.endpoint, wire, spec.settings, fail_fast=spec.fail_on_error, recorder=recorder
     ) as engine:
-        for rows in engine.map(inputs):
-            values = [_value(spec, value_type, row) for row in rows]
-            yield answers.to_arrow_array(values, spec.result_type)
+        try:
+            for results in engine.map(inputs()):
+                values = rows.values(results, contents.popleft())
+                yield answers.to_arrow_array(values, spec.result_type)
+        except RequestError as e:  # said of the function the user called (ai_classify, ...)
+            raise e.for_function(spec.function) from None
 
 
 def _task_name() -> str | None:
@@ -87,72 +103,3 @@ def _task_name() -> str | None:
     if task is None:
         return None
     return f"{task.stageId()}.{task.partitionId()}.{task.attemptNumber()}"
-
-
-def _inputs(batch: pa.Array, custom: bool, endpoint: str) -> list[Any]:
-    try:
-        values: list[Any] = batch.to_pylist()
-    except UnicodeDecodeError:
-        # Spark strings may hold bytes that are not UTF-8 (CAST(X'FF' AS STRING)); JSON
-        # cannot carry them, so each invalid sequence is sent as U+FFFD, as a reader would.
-        values = _lenient_pylist(batch)
-    for value in values:
-        if value is None:
-            continue
-        if custom and not isinstance(value, dict):
-            raise InvalidArgumentError(
-                f"Custom model endpoint '{endpoint}' takes a STRUCT request whose fields are the "
-                "model's inputs, e.g. named_struct('feature_a', a, 'feature_b', b)."
-            )
-        if not custom and not isinstance(value, str):
-            raise InvalidArgumentError(
-                f"Endpoint '{endpoint}' takes a STRING request; cast it or build the prompt with concat()."
-            )
-        break  # one batch has one type; checking the first non-null value is enough
-    return values
-
-
-def _lenient_pylist(array: pa.Array) -> list[Any]:
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        binary = pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary()
-        return [
-            None if b is None else b.decode("utf-8", "replace")
-            for b in array.view(binary).to_pylist()
-        ]
-    if pa.types.is_struct(array.type):
-        fields = [array.type.field(i).name for i in range(array.type.num_fields)]
-        columns = [_lenient_pylist(array.field(i)) for i in range(len(fields))]
-        valid = array.is_valid().to_pylist()
-        return [
-            dict(zip(fields, values, strict=True)) if ok else None
-            for ok, *values in zip(valid, *columns, strict=True)
-        ]
-    values: list[Any] = array.to_pylist()
-    return values
-
-
-def _value(spec: CallSpec, value_type: DataType, row: RowResult) -> Any:
-    """The row's result value, or its error as data when failOnError => false."""
-    if row.error is None and row.value is None:
-        return None if spec.fail_on_error else {"result": None, "errorMessage": None}
-    error: RequestError | None = row.error
-    value: Any = None
-    if error is None:
-        try:
-            value = _convert(spec, value_type, row.value)
-        except answers.AnswerCastError as e:
-            error = ParseCastError(spec.endpoint.name, str(e))
-    if error is not None:
-        if spec.fail_on_error:
-            raise error
-        return {"result": None, "errorMessage": str(error)}
-    return value if spec.fail_on_error else {"result": value, "errorMessage": None}
-
-
-def _convert(spec: CallSpec, value_type: DataType, value: Any) -> Any:
-    if spec.parse_answer:
-        text = value if isinstance(value, str) else json.dumps(value)
-        return answers.parse_answer(text, value_type)
-    if isinstance(value_type, StringType):
-        return value if isinstance(value, str) else json.dumps(value)
-    return value  # embeddings: a list of floats

@@ -26,7 +26,8 @@ from jupyter_client import KernelManager
 
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
-from aiquery.serving.models import chat_reply, embed
+from aiquery.serving.embedding import embed
+from aiquery.serving.models import chat_reply
 from aiquery.serving.server import EmulatorServer
 from aiquery.usage.report import load_rows
 

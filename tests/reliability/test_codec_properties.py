@@ -52,6 +52,7 @@ from aiquery.protocols.table import PROTOCOLS
 from aiquery.serving import models
 from aiquery.serving.answers import answer
 from aiquery.serving.config import EndpointConfig
+from aiquery.serving.embedding import embed
 
 # Text that is hard to carry: emoji (with joiners and skin tones), combining marks,
 # right-to-left text and overrides, NUL and other controls, separators JSON escapes.
@@ -131,7 +132,7 @@ def _model_outputs(request: Any) -> list[Any]:
     if isinstance(request, CompletionRequest):
         return [models.complete(p).text for p in request.prompts]
     if isinstance(request, EmbeddingRequest):
-        return [tuple(models.embed(t, DIM)) for t in request.inputs]
+        return [tuple(embed(t, DIM)) for t in request.inputs]
     return [models.custom_predict(r) for r in request.records]
 
 

@@ -14,7 +14,8 @@ import jsonschema
 import pytest
 
 from aiquery.protocols.common import Message, estimate_tokens
-from aiquery.serving.models import Reply, chat_reply, complete, custom_predict, embed
+from aiquery.serving.embedding import embed
+from aiquery.serving.models import Reply, chat_reply, complete, custom_predict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REVIEW = "Summarize: The parcel arrived two days late. The box was crushed and wet."
@@ -50,7 +51,8 @@ SAMPLE_SCHEMA: dict[str, Any] = {
 SNAPSHOT_CODE = """
 import json
 from aiquery.protocols.common import Message
-from aiquery.serving.models import chat_reply, complete, custom_predict, embed
+from aiquery.serving.embedding import embed
+from aiquery.serving.models import chat_reply, complete, custom_predict
 prompt, schema = json.loads(input())
 print(json.dumps([
     chat_reply([Message("user", prompt)]).text,

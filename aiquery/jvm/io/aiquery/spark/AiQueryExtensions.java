@@ -12,8 +12,8 @@ import scala.runtime.AbstractFunction1;
 import scala.runtime.BoxedUnit;
 
 /**
- * {@code spark.sql.extensions=io.aiquery.spark.AiQueryExtensions}: makes {@code ai_query} a
- * function of every session, with Databricks' signature (positional and named arguments),
+ * {@code spark.sql.extensions=io.aiquery.spark.AiQueryExtensions}: makes {@code ai_query} (and
+ * Databricks' task AI functions, {@link AiFunction}) functions of every session, with Databricks' signature (positional and named arguments),
  * in every Spark SQL entry point. Execution stays in aiquery's Python engine: the function
  * plans a Python UDF (see {@link AiQueryFunction}).
  */
@@ -37,6 +37,16 @@ public final class AiQueryExtensions extends AbstractFunction1<SparkSessionExten
     // among the built-ins too (this JVM's), ai_query is a function those may use, as on
     // Databricks; any application that reads them needs the extension as well.
     FunctionRegistry.builtin().registerFunction(name, info, builder);
+    for (String function : AiFunction.NAMES) {
+      FunctionIdentifier id = FunctionIdentifier.apply(function);
+      ExpressionInfo about =
+          new ExpressionInfo(
+              AiFunction.class.getName(), null, function, function + " - Databricks' AI function, "
+                  + "run by aiquery's engine.", "");
+      AiFunction build = new AiFunction(function);
+      extensions.injectFunction(new Tuple3<>(id, about, build));
+      FunctionRegistry.builtin().registerFunction(id, about, build);
+    }
     extensions.injectOptimizerRule(
         new AbstractFunction1<SparkSession, Rule<LogicalPlan>>() {
           @Override

@@ -2,31 +2,21 @@ package io.aiquery.spark;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
 import java.io.Serializable;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.Set;
-import org.apache.spark.api.python.PythonEvalType;
-import org.apache.spark.api.python.SimplePythonFunction;
 import org.apache.spark.sql.AnalysisException;
 import org.apache.spark.sql.catalyst.expressions.Expression;
 import org.apache.spark.sql.catalyst.expressions.Literal;
 import org.apache.spark.sql.catalyst.expressions.NamedArgumentExpression;
-import org.apache.spark.sql.catalyst.expressions.NamedExpression;
-import org.apache.spark.sql.catalyst.expressions.PythonUDF;
 import org.apache.spark.sql.catalyst.expressions.StructsToJson;
 import org.apache.spark.sql.catalyst.plans.logical.FunctionSignature;
 import org.apache.spark.sql.catalyst.plans.logical.InputParameter;
 import org.apache.spark.sql.catalyst.plans.logical.NamedParametersSupport;
 import org.apache.spark.sql.internal.SQLConf;
-import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
 import scala.Option;
@@ -38,16 +28,24 @@ import scala.runtime.AbstractFunction1;
  * The builder of {@code ai_query}: Databricks' signature with positional and named arguments
  * (Spark's own {@link NamedParametersSupport}, so misuse gets Spark's error classes), the
  * older key/value form, then aiquery's analysis ({@link PythonAnalysis}) for everything else.
- * The result is a nondeterministic Arrow Python UDF of the call's result type whose only
- * argument is the request; the endpoint and settings travel in its pickled command.
+ * The result is a {@link PythonCall}: a nondeterministic Arrow Python UDF of the call's result
+ * type whose arguments are the request (and the files); the endpoint and settings travel in its
+ * pickled command.
  */
 public final class AiQueryFunction extends AbstractFunction1<Seq<Expression>, Expression>
     implements Serializable {
   private static final long serialVersionUID = 1L;
   private static final List<String> PARAMETERS =
-      List.of("endpoint", "request", "returnType", "failOnError", "modelParameters", "responseFormat");
+      List.of(
+          "endpoint",
+          "request",
+          "returnType",
+          "failOnError",
+          "modelParameters",
+          "responseFormat",
+          "files");
   private static final Set<String> LEGACY_KEYS =
-      Set.of("returntype", "failonerror", "modelparameters", "responseformat");
+      Set.of("returntype", "failonerror", "modelparameters", "responseformat", "files");
   private static final FunctionSignature SIGNATURE =
       new FunctionSignature(
           CollectionConverters.asScala(
@@ -58,9 +56,9 @@ public final class AiQueryFunction extends AbstractFunction1<Seq<Expression>, Ex
                       new InputParameter(
                           "failOnError", Option.apply(Literal.create(true, DataTypes.BooleanType))),
                       new InputParameter("modelParameters", Option.apply(nullString())),
-                      new InputParameter("responseFormat", Option.apply(nullString()))))
+                      new InputParameter("responseFormat", Option.apply(nullString())),
+                      new InputParameter("files", Option.apply(nullString()))))
               .toSeq());
-  private static volatile String executorPythonVersion;
 
   @Override
   public Expression apply(Seq<Expression> given) {
@@ -82,54 +80,13 @@ public final class AiQueryFunction extends AbstractFunction1<Seq<Expression>, Ex
     call.put("modelParameters", modelParameters(args.get(4)));
     call.put("responseFormat", constantString(args.get(5), "responseFormat", false));
     call.put("requestType", request.dataType().json());
-    JsonNode analysed = PythonAnalysis.analyze(call);
-    DataType resultType = DataType.fromJson(analysed.path("type").asText());
-    // Unbound: analysis starts nothing. BindAiQuery binds the call (emulator, committer,
-    // coordinator) when the statement is optimised for execution.
-    Map<String, String> unbound = new HashMap<>();
-    unbound.put(UNBOUND_SPEC, analysed.path("spec").asText());
-    return new PythonUDF(
-        "ai_query",
-        function(analysed.path("spec").asText(), resultType, unbound),
-        resultType,
-        CollectionConverters.asScala(List.of(request)).toSeq(),
-        PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF(),
-        false, // nondeterministic: Spark must never run a call twice to collapse projections
-        NamedExpression.newExprId());
-  }
-
-  /** Where an unbound call keeps its analysed spec (never passed to a worker: binding drops it). */
-  static final String UNBOUND_SPEC = "AIQUERY_UNBOUND_SPEC";
-
-  /** The unbound spec of an ai_query call planned by this extension, else null. */
-  static String unboundSpec(PythonUDF udf) {
-    if (!udf.name().equals("ai_query")) return null;
-    return udf.func() instanceof SimplePythonFunction f ? f.envVars().get(UNBOUND_SPEC) : null;
-  }
-
-  /** The call bound for execution by aiquery's Python driver: the same UDF, its spec bound. */
-  static PythonUDF bind(PythonUDF udf) {
-    JsonNode bound = PythonAnalysis.bind(unboundSpec(udf));
-    return new PythonUDF(
-        udf.name(),
-        function(bound.path("spec").asText(), udf.dataType(), new HashMap<>()),
-        udf.dataType(),
-        udf.children(),
-        udf.evalType(),
-        udf.udfDeterministic(),
-        udf.resultId());
-  }
-
-  private static SimplePythonFunction function(String spec, DataType type, Map<String, String> env) {
-    String python = PythonAnalysis.executorPython();
-    return new SimplePythonFunction(
-        Pickle.udfCommand(spec, type.json()),
-        env,
-        new ArrayList<>(),
-        python,
-        pythonVersion(python),
-        new ArrayList<>(),
-        null);
+    List<Expression> children = new ArrayList<>(List.of(request));
+    Expression files = args.get(6);
+    if (!(files.foldable() && files.eval(null) == null)) {
+      call.put("filesType", files.dataType().json());
+      children.add(files);
+    }
+    return PythonCall.udf("ai_query", PythonAnalysis.analyze(call), children);
   }
 
   /** {@code ai_query(ep, request, 'returnType', 'STRING', 'failOnError', false)} as named. */
@@ -204,30 +161,6 @@ public final class AiQueryFunction extends AbstractFunction1<Seq<Expression>, Ex
 
   private static Literal nullString() {
     return Literal.create(null, DataTypes.StringType);
-  }
-
-  /** The executors' Python major.minor, which PySpark's worker checks against its own. */
-  private static String pythonVersion(String python) {
-    String known = executorPythonVersion;
-    if (known != null) return known;
-    try {
-      Process process =
-          new ProcessBuilder(python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])")
-              .start();
-      try (BufferedReader out =
-          new BufferedReader(
-              new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8))) {
-        known = out.readLine().trim();
-      }
-      process.waitFor();
-    } catch (Exception e) {
-      fail(
-          "[AIQUERY_CONFIG_ERROR] cannot run the executors' Python, "
-              + python
-              + " (spark.pyspark.python or PYSPARK_PYTHON). SQLSTATE: 42000");
-    }
-    executorPythonVersion = known;
-    return known;
   }
 
   /**

@@ -20,12 +20,12 @@ public final class BindAiQuery extends Rule<LogicalPlan> {
         new AbstractPartialFunction<Expression, Expression>() {
           @Override
           public boolean isDefinedAt(Expression e) {
-            return e instanceof PythonUDF udf && AiQueryFunction.unboundSpec(udf) != null;
+            return e instanceof PythonUDF udf && PythonCall.unboundSpec(udf) != null;
           }
 
           @Override
           public Expression apply(Expression e) {
-            return AiQueryFunction.bind((PythonUDF) e);
+            return PythonCall.bind((PythonUDF) e);
           }
         });
   }

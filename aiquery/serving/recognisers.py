@@ -37,7 +37,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         rf"\b{_CAPS}\s+{_ORG_SUFFIX}|(?<=\bfor )(?:{_CAPS})|(?<=\bfrom )(?:{_CAPS})"
     ),
     "location": re.compile(rf"(?<=\b(?:in|at) )(?:{_CAPS})|(?<=\bfrom )(?:{_CAPS})"),
-    "person": re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z]\.)?\s+[A-Z][a-z]+(?:-[A-Z][a-z]+)?\b"),
+    "person": re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z]\.)?(?:\s+[A-Z][a-z]+(?:-[A-Z][a-z]+)?){1,2}\b"),
     "number": re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])"),
 }
 # Label words that name a kind.
@@ -60,6 +60,12 @@ KINDS = {
     "count": "number", "quantity": "number", "age": "number", "number": "number",
 }  # fmt: skip
 _WORDS = re.compile(r"[a-z]+")
+# Capitalised words that start sentences, not names.
+_NOT_NAMES = frozenset(
+    ("a", "an", "the", "this", "that", "these", "my", "our", "your", "his", "her", "their",
+     "call", "contact", "send", "email", "write", "ask", "meet", "visit", "dear", "hi",
+     "hello", "thanks", "please", "tell", "invoice", "order")
+)  # fmt: skip
 
 
 def kind_of(label: str) -> str | None:
@@ -79,8 +85,15 @@ def spans(kind: str, text: str) -> Iterator[tuple[int, int]]:
         return
     taken = [m.span() for k in ("organization", "location") for m in PATTERNS[k].finditer(text)]
     for m in pattern.finditer(text):
-        if not any(a < m.end() and m.start() < b for a, b in taken):
-            yield m.span()
+        start = m.start()
+        words = m.group().split()
+        while len(words) > 2 and words[0].lower() in _NOT_NAMES:  # "Call Jane Roe"
+            start = text.index(words[1], start + len(words[0]))
+            words = words[1:]
+        if words[0].lower() in _NOT_NAMES:
+            continue
+        if not any(a < m.end() and start < b for a, b in taken):
+            yield start, m.end()
 
 
 def find(label: str, text: str) -> list[str]:

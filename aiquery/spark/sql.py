@@ -1,4 +1,4 @@
-"""`aiquery.sql`: Spark SQL with Databricks' `ai_query` and `system.ai_gateway.usage`.
+"""`aiquery.sql`: Spark SQL with Databricks' `ai_query`, its AI functions and `system.ai_gateway.usage`.
 
 In a session with ai_query's SQL extension (every session aiquery starts, and servers
 started with `aiquery jvm --args`), `ai_query` is Spark's own function and
@@ -11,7 +11,8 @@ instead. Spark's Python UDFs have one fixed result type and refuse named argumen
 `ai_query`'s result type depends on its endpoint and arguments. So each call site is
 analysed on the driver and replaced, by position in the original text, with a call to a
 UDF registered for exactly that site; every other byte of the statement reaches Spark
-unchanged. A statement without `ai_query` is passed through untouched.
+unchanged. The AI functions (`ai_classify`, ...) are rewritten the same way; an argument
+Spark can evaluate alone is a constant. A statement without them is passed through untouched.
 """
 
 from __future__ import annotations

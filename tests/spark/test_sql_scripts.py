@@ -33,8 +33,8 @@ def run(spark, path: Path) -> str:  # type: ignore[no-untyped-def]
     return out.getvalue()
 
 
-def test_there_are_seven_examples() -> None:
-    assert [p.name[:2] for p in SCRIPTS] == ["01", "02", "03", "04", "05", "06", "07"]
+def test_there_are_ten_examples() -> None:
+    assert [p.name[:2] for p in SCRIPTS] == [f"{i:02d}" for i in range(1, 11)]
 
 
 def test_every_example_runs_in_order(spark, workspace, control: EmulatorControl) -> None:  # type: ignore[no-untyped-def]
@@ -56,8 +56,17 @@ def test_every_example_runs_in_order(spark, workspace, control: EmulatorControl)
     assert "databricks-gpt-5-4" in outputs["06"] and "databricks-gte-large-en" in outputs["06"]
     for script in ("summarize", "classify", "extract", "embeddings", "errors"):
         assert script in outputs["07"]
+    # 08-10: Databricks' AI functions.
+    assert "billing" in outputs["08"] and '"response":["shipping"]' in outputs["08"].replace(
+        " ", ""
+    )
+    assert "billing@acme.example" in outputs["09"] and "1250.0" in outputs["09"]
+    assert "Acme Corp" in outputs["09"]
+    assert "[MASKED] lives in New York. His email is [MASKED]." in outputs["10"]
+    assert "Call [MASKED] at [MASKED] or write to [MASKED]." in outputs["10"]
     tags = {r["request_tags"]["script"] for r in control.requests()}
-    assert tags == {"summarize", "classify", "extract", "embeddings", "errors"}
+    assert tags == {"summarize", "classify", "extract", "embeddings", "errors", "ai_classify",
+                    "ai_extract", "ai_mask"}  # fmt: skip
 
 
 def test_a_failing_statement_names_itself_and_the_cause(

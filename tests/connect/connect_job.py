@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 import aiquery
-from aiquery.functions import ai_query
+from aiquery.functions import ai_classify, ai_query
 
 BAD_CALLS = [
     "ai_query('databricks-gpt-5', 'x', modelParameters => named_struct('temperature', 9.0))",
@@ -77,6 +77,16 @@ def main(url: str) -> dict[str, Any]:
          "label": r.label.label if r.label else None, "dims": len(r.embedding)}
         for r in full
     ]  # fmt: skip
+
+    # Databricks' AI functions: the server's SQL functions, and the DataFrame API's.
+    ai = spark.sql(
+        "SELECT ai_analyze_sentiment('I am happy') s, ai_similarity('a b', 'a b') sim, "
+        "to_json(ai_classify('late parcel', '[\"billing\", \"parcel\"]')) c"
+    ).first()
+    classified = spark.range(1).select(
+        ai_classify(F.lit("late parcel"), ["billing", "parcel"]).alias("c")
+    )
+    report["ai_functions"] = [ai.s, ai.sim, json.loads(ai.c)["response"], classified.first().c]
 
     out = io.StringIO()
     with aiquery.progress(spark, stream=out, interval_s=0.2):

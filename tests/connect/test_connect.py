@@ -68,6 +68,7 @@ def test_every_api_works_from_a_spark_connect_client(
     assert all(r["error"] is None and r["label"] and r["dims"] == 1024 for r in report["full_sql"])
     assert report["dataframe"] == [answer(t) for t in texts]
     assert "ai_query:" in report["progress"] and "20 rows" in report["progress"]
+    assert report["ai_functions"] == ["positive", 1.0, ["parcel"], "parcel"]
 
     # Usage: exactly one row per request the emulator saw, with the tags given the Spark way.
     served = control.requests()

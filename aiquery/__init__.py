@@ -3,7 +3,7 @@
 import aiquery
 aiquery.register(spark)                      # ai_query(endpoint, request) in spark.sql
 aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-4', text, failOnError => false) FROM t")
-from aiquery.functions import ai_query       # the DataFrame API
+from aiquery.functions import ai_query       # the DataFrame API (and ai_classify, ai_extract, ...)
 aiquery.configure(endpoints={...})           # endpoints from Python (see aiquery.endpoints.registry)
 """
 

@@ -63,11 +63,6 @@ class Prompt:
     system: str | None = None
     images: tuple[Image, ...] = ()
 
-    def __len__(self) -> int:  # the payload budget counts characters
-        return (
-            len(self.text) + len(self.system or "") + sum(len(i.data) * 4 // 3 for i in self.images)
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Wire:

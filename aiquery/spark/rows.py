@@ -45,7 +45,8 @@ class Rows:
         columns = [batch] if isinstance(batch, pa.Array) else list(batch)
         values = [_pylist(c) for c in columns]
         first = values[0]
-        _check_first(self.spec, first)
+        for texts in values[:2] if self.similarity else values[:1]:
+            _check_first(self.spec, texts)
         if self.similarity:
             pairs = [
                 (a, b) if a is not None and b is not None else (None, None)

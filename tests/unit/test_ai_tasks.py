@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import struct
 
+import pyarrow as pa
 import pytest
 from image_bytes import jpeg, png
-from pyspark.sql.types import StringType
+from pyspark.sql.types import FloatType, StringType
 
 from aiquery.client.engine import RowResult
 from aiquery.endpoints.registry import Endpoint
-from aiquery.errors import AnalysisError, ParseCastError
-from aiquery.protocols.common import CHAT, Message
+from aiquery.errors import AnalysisError, InvalidArgumentError, ParseCastError
+from aiquery.protocols.common import CHAT, EMBEDDINGS, Message
 from aiquery.protocols.images import sniff
 from aiquery.protocols.tasks import (
     KINDS,
@@ -135,6 +136,17 @@ def test_image_types_and_sizes_come_from_the_bytes() -> None:
     assert (sniff(vp8x).width, sniff(vp8x).height) == (100, 50)  # type: ignore[union-attr]
     for broken in (b"", png(3, 2)[:20], b"\xff\xd8\xff\xe0\x00", b"%PDF-1.7", jpeg(0, 10)):
         assert sniff(broken) is None
+
+
+def test_similarity_checks_both_texts_and_sends_none_for_a_null_pair() -> None:
+    endpoint = Endpoint("e", "databricks", "http://127.0.0.1:1", EMBEDDINGS, "e")
+    spec = CallSpec(endpoint, {}, FloatType().json(), False, True, task=Task("ai_similarity"),
+                    inputs=("expr1", "expr2"))  # fmt: skip
+    rows = Rows(spec)
+    texts, _ = rows.inputs((pa.array(["a", None]), pa.array(["b", "c"])))
+    assert texts == ["a", "b", None, None]
+    with pytest.raises(InvalidArgumentError, match="takes a STRING"):
+        rows.inputs((pa.array(["a"]), pa.array([1])))
 
 
 def test_similarity_is_the_clamped_cosine() -> None:

@@ -9,6 +9,7 @@ of each wire format and cannot drift apart.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -266,3 +267,14 @@ def image_of(media_type: Any, data: Any, where: str) -> Image:
         return Image(media_type, base64.b64decode(data, validate=True))
     except ValueError:
         raise ProtocolError(f"an image in {where} is not valid base64") from None
+
+
+_FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
+
+
+def unfenced(text: str) -> str:
+    """A model's answer without surrounding whitespace and a ```json fence around it."""
+    body = text.strip()
+    if match := _FENCE.fullmatch(body):
+        return match.group(1).strip()
+    return body

@@ -14,12 +14,11 @@ embedding endpoint's vectors); both are named here so every function has one hom
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiquery.protocols.common import Message
+from aiquery.protocols.common import Message, unfenced
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 # Databricks' documented ai_translate languages.
@@ -38,7 +37,6 @@ MASK = "[MASKED]"
 FUNCTION_TAG = "ai_function"
 TASK_LINE = "Task: "
 _JSON_ONLY = "Answer with one JSON object that matches the response schema, and nothing else."
-_FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,11 +363,8 @@ def decode(task: Task, text: str, content: str) -> Any:
     kind = KINDS.get(task.function)
     if kind is None:
         return text
-    body = text.strip()
-    if match := _FENCE.fullmatch(body):
-        body = match.group(1).strip()
     try:
-        answer = json.loads(body)
+        answer = json.loads(unfenced(text))
     except (ValueError, RecursionError):
         raise TaskAnswerError(f"the answer to {task.function} is not JSON") from None
     return kind.decode(task, answer, content)

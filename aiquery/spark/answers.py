@@ -33,6 +33,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from aiquery.protocols.common import unfenced
 from aiquery.spark.ddl import (
     INT_RANGES,
     INTEGRAL_TYPES,
@@ -43,7 +44,6 @@ from aiquery.spark.ddl import (
 )
 
 _FLOAT32_MAX = 3.4028234663852886e38
-_FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
 
 
 class AnswerCastError(ValueError):
@@ -74,9 +74,7 @@ def parse_answer(text: str, t: DataType) -> Any:
     if isinstance(t, STRING_TYPES):
         return text
     try:
-        body = text.strip()
-        if match := _FENCE.fullmatch(body):
-            body = match.group(1).strip()
+        body = unfenced(text)
         if isinstance(t, TEMPORAL_TYPES) and not body.startswith('"'):
             return None if body == "null" else _convert(body, t, "")
         return _convert(_loads(body, t), t, "")

@@ -25,6 +25,7 @@ from aiquery.protocols.common import CUSTOM, Image
 from aiquery.protocols.images import FORMATS, sniff
 from aiquery.protocols.tasks import KINDS, Task, TaskAnswerError, decode, system_prompt
 from aiquery.spark import answers
+from aiquery.spark.aifunctions import language as checked_language
 from aiquery.spark.callspec import CallSpec
 
 Batch = Any  # one pa.Array, or a sequence of them (one per UDF argument)
@@ -53,6 +54,8 @@ class Rows:
                 for a, b in zip(*values, strict=True)
             ]
             return [text for pair in pairs for text in pair], first
+        if self._prompt is None:  # the request as it is: the common case, no per-row work
+            return first, first
         extra = values[1] if len(values) > 1 else [None] * len(first)
         return [self._prompt(v, x) for v, x in zip(first, extra, strict=True)], first
 
@@ -64,7 +67,7 @@ class Rows:
 
     # --- rows out -----------------------------------------------------------------------
 
-    def _prompt_builder(self) -> Callable[[Any, Any], Any]:
+    def _prompt_builder(self) -> Callable[[Any, Any], Any] | None:
         spec, task = self.spec, self.spec.task
         if task is not None and task.function in KINDS:
             fixed = system_prompt(task) if spec.inputs == ("content",) else None
@@ -86,7 +89,7 @@ class Rows:
                 return _image_prompt(request, files, limit, spec.endpoint.name)
 
             return with_files
-        return lambda value, _: value
+        return None
 
     # --- answers back -------------------------------------------------------------------
 
@@ -149,8 +152,6 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 def _translate_prompt(content: str, language: Any, task: Task) -> Prompt | None:
     """ai_translate with a per-row language, checked here as analysis checks a constant:
     an unsupported one fails the query (AI_FUNCTION_UNSUPPORTED_LANGUAGE), nothing sent."""
-    from aiquery.spark.aifunctions import language as checked_language
-
     if language is None:
         return None
     return Prompt(

@@ -1,8 +1,14 @@
-"""The Databricks-provided model endpoints aiquery knows by name.
+"""The Databricks-provided model endpoints aiquery knows by name, current and retired.
 
-These are the pay-per-token foundation-model endpoints Databricks documents (names,
-task, embedding size). The emulator serves each of them from a built-in local model;
-the endpoint registry routes them to a workspace when one is configured.
+`CATALOG` holds the pay-per-token foundation-model endpoints Databricks documents (names,
+task, embedding size). The emulator serves each of them from a built-in local model; the
+endpoint registry routes them to a workspace when one is configured. `RETIRED` holds the
+ones Databricks has retired, with the model it recommends instead: both the registry (at
+analysis) and the emulator (as a 404) answer a retired name with `retirement_message`.
+
+A model is named three ways, all accepted wherever a name is: the endpoint name
+(`databricks-gpt-5-4`) and its two Unity AI Gateway forms (`system.ai.gpt-5-4`, and
+`system.ai.databricks-gpt-5-4` as Databricks' "Query model services" page spells it).
 """
 
 from __future__ import annotations
@@ -64,8 +70,44 @@ CATALOG: tuple[CatalogModel, ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class RetiredModel:
+    """A foundation-model endpoint Databricks no longer serves, and what it recommends instead."""
+
+    name: str
+    replacement: str
+
+
+RETIRED: tuple[RetiredModel, ...] = (
+    RetiredModel("databricks-dbrx-instruct", "databricks-meta-llama-3-3-70b-instruct"),
+    RetiredModel("databricks-mixtral-8x7b-instruct", "databricks-meta-llama-3-3-70b-instruct"),
+    RetiredModel("databricks-llama-2-70b-chat", "databricks-meta-llama-3-3-70b-instruct"),
+    RetiredModel("databricks-meta-llama-3-70b-instruct", "databricks-meta-llama-3-3-70b-instruct"),
+    RetiredModel(
+        "databricks-meta-llama-3-1-70b-instruct", "databricks-meta-llama-3-3-70b-instruct"
+    ),
+    RetiredModel("databricks-mpt-7b-instruct", "databricks-meta-llama-3-1-8b-instruct"),
+    RetiredModel("databricks-mpt-30b-instruct", "databricks-meta-llama-3-3-70b-instruct"),
+)
+_RETIRED = {m.name: m for m in RETIRED}
+
+
 def canonical_name(name: str) -> str:
-    """Map a gateway name (`system.ai.gpt-5-4`) to its endpoint name (`databricks-gpt-5-4`)."""
+    """The endpoint name of a gateway name: `system.ai.gpt-5-4` and
+    `system.ai.databricks-gpt-5-4` are both `databricks-gpt-5-4`; other names are themselves."""
     if name.startswith(GATEWAY_PREFIX):
-        return DATABRICKS_PREFIX + name.removeprefix(GATEWAY_PREFIX)
+        return DATABRICKS_PREFIX + name.removeprefix(GATEWAY_PREFIX).removeprefix(DATABRICKS_PREFIX)
     return name
+
+
+def retired(name: str) -> RetiredModel | None:
+    """The retired model `name` (in any of its forms) names, if it names one."""
+    return _RETIRED.get(name) or _RETIRED.get(canonical_name(name))
+
+
+def retirement_message(name: str, model: RetiredModel) -> str:
+    return (
+        f"The model '{name}' has been retired and is no longer available. "
+        f"Use '{model.replacement}' instead (Databricks' AI models maintenance policy lists "
+        "retired models and their replacements)."
+    )

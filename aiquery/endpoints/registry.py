@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aiquery.endpoints.catalog import CATALOG, canonical_name
+from aiquery.endpoints.catalog import CATALOG, canonical_name, retired, retirement_message
 from aiquery.errors import ConfigError, EndpointNotFoundError
 from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS, payload_limit
 from aiquery.protocols.table import PROTOCOLS
@@ -123,6 +123,9 @@ class Registry:
     def resolve(self, name: str) -> Endpoint:
         """The endpoint for `name` (also its `system.ai.*` form), else an analysis error."""
         found = self.endpoints.get(name) or self.endpoints.get(canonical_name(name))
+        gone = retired(name) if found is None else None
+        if gone is not None:
+            raise EndpointNotFoundError(retirement_message(name, gone))
         if found is None:
             # Close matches first, then the user's own endpoints, then the built-in ones.
             close = difflib.get_close_matches(name, list(self.endpoints), n=3, cutoff=0.6)

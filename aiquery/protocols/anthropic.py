@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiquery.protocols.common import (
@@ -10,12 +10,14 @@ from aiquery.protocols.common import (
     ChatResult,
     Message,
     ProtocolError,
+    Streaming,
     as_object,
     images_of_content,
     reported_or_estimated,
     require,
     text_of_content,
 )
+from aiquery.protocols.streaming import Event, StreamBody
 
 _PASS_THROUGH = ("temperature", "top_p", "top_k", "stop_sequences")
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
@@ -57,8 +59,9 @@ def _content(message: Message) -> Any:
 
 def decode_request(raw: Any) -> ChatRequest:
     body = as_object(raw, "the request body")
-    if body.get("stream") is True:
-        raise ProtocolError("streaming ('stream': true) is not supported by this endpoint")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ProtocolError("'stream' must be true or false")
     max_tokens = require(body, "max_tokens", int, "the request body")
     if max_tokens < 1:
         raise ProtocolError("'max_tokens' must be a positive integer")
@@ -78,7 +81,7 @@ def decode_request(raw: Any) -> ChatRequest:
         messages.append(Message(role, text_of_content(content, at), images_of_content(content, at)))
     params: dict[str, Any] = {"max_tokens": max_tokens}
     params.update({k: body[k] for k in _PASS_THROUGH if k in body})
-    return ChatRequest(tuple(messages), body.get("model"), params)
+    return ChatRequest(tuple(messages), body.get("model"), params, Streaming() if stream else None)
 
 
 def encode_response(result: ChatResult) -> dict[str, Any]:
@@ -95,6 +98,41 @@ def encode_response(result: ChatResult) -> dict[str, Any]:
             "output_tokens": result.usage.output_tokens,
         },
     }
+
+
+def encode_stream(result: ChatResult, pieces: Sequence[str], streaming: Streaming) -> StreamBody:
+    """Anthropic's message events: `message_start` (the input tokens), one text block
+    opened, a `text_delta` per piece, the block closed, `message_delta` (stop reason and
+    output tokens), `message_stop`."""
+
+    def event(kind: str, **fields: Any) -> Event:
+        return Event({"type": kind, **fields}, kind)
+
+    started = {**encode_response(result), "content": [], "stop_reason": None}
+    started["usage"] = {"input_tokens": result.usage.input_tokens, "output_tokens": 0}
+    return StreamBody(
+        (
+            event("message_start", message=started),
+            event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+            event("ping"),
+        ),
+        tuple(
+            (event("content_block_delta", index=0, delta={"type": "text_delta", "text": p}),)
+            for p in pieces
+        ),
+        (
+            event("content_block_stop", index=0),
+            event(
+                "message_delta",
+                delta={
+                    "stop_reason": _STOP_REASONS.get(result.finish_reason, "end_turn"),
+                    "stop_sequence": None,
+                },
+                usage={"output_tokens": result.usage.output_tokens},
+            ),
+            event("message_stop"),
+        ),
+    )
 
 
 def decode_response(raw: Any) -> ChatResult:

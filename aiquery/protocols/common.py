@@ -42,8 +42,9 @@ class ProtocolError(ValueError):
 
 
 def estimate_tokens(text: str) -> int:
-    """Databricks' token estimate for text a model did not count: `(len + 1) // 4`."""
-    return (len(text) + 1) // 4
+    """Databricks' token estimate for text a model did not count: `(len + 1) // 4`, and at
+    least 1 for any non-empty text (a model never reads "hi" as no tokens at all)."""
+    return max((len(text) + 1) // 4, 1) if text else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +80,21 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Streaming:
+    """A request's ask to have its answer streamed (`"stream": true`, `:streamGenerateContent`)."""
+
+    include_usage: bool = False  # OpenAI chat: a last chunk carries the usage (stream_options)
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     messages: tuple[Message, ...]
     model: str | None = None
     # Pass-through generation parameters (max_tokens, temperature, response_format, ...),
     # named as in the OpenAI chat API; each protocol renames what it must.
     params: Mapping[str, Any] = field(default_factory=dict)
+    # Set when the caller asked for the answer as a stream of server-sent events.
+    stream: Streaming | None = None
 
     @property
     def max_tokens(self) -> int | None:

@@ -1,8 +1,9 @@
-"""The Gemini generateContent shape (`/ai-gateway/gemini/v1beta/models/{model}:generateContent`)."""
+"""The Gemini generateContent shape (`/ai-gateway/gemini/v1beta/models/{model}:generateContent`,
+streamed at `:streamGenerateContent`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiquery.protocols.common import (
@@ -11,11 +12,13 @@ from aiquery.protocols.common import (
     Image,
     Message,
     ProtocolError,
+    Streaming,
     as_object,
     image_of,
     reported_or_estimated,
     require,
 )
+from aiquery.protocols.streaming import Event, StreamBody
 
 _ROLE_TO_GEMINI = {"user": "user", "assistant": "model"}
 _CONFIG_TO_PARAM = {
@@ -109,6 +112,27 @@ def encode_response(result: ChatResult) -> dict[str, Any]:
         "modelVersion": result.model or "",
         "responseId": result.request_id or "",
     }
+
+
+def encode_stream(result: ChatResult, pieces: Sequence[str], streaming: Streaming) -> StreamBody:
+    """`:streamGenerateContent` answers: a response per piece with its text, then one that
+    carries the finish reason and the whole usage."""
+    whole = encode_response(result)
+    running = {"promptTokenCount": result.usage.input_tokens}
+
+    def chunk(text: str, finish: str | None, usage: dict[str, Any]) -> Event:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}}
+        if finish is not None:
+            candidate["finishReason"] = finish
+        candidate["index"] = 0
+        return Event({**whole, "candidates": [candidate], "usageMetadata": usage})
+
+    finish = whole["candidates"][0]["finishReason"]
+    return StreamBody(
+        (),
+        tuple((chunk(p, None, running),) for p in pieces),
+        (chunk("", finish, whole["usageMetadata"]),),
+    )
 
 
 def decode_response(raw: Any) -> ChatResult:

@@ -24,6 +24,7 @@ from aiquery.protocols.common import (
     EmbeddingResult,
     Message,
     ProtocolError,
+    Streaming,
     Usage,
     as_object,
     estimate_tokens,
@@ -33,9 +34,10 @@ from aiquery.protocols.common import (
     text_of_content,
     token_count,
 )
+from aiquery.protocols.streaming import DONE, Event, StreamBody
 
 # Keys of a chat body that belong to the request itself, not to generation parameters.
-CHAT_RESERVED = frozenset({"messages", "model", "stream", "prompt", "input"})
+CHAT_RESERVED = frozenset({"messages", "model", "stream", "stream_options", "prompt", "input"})
 _ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
 
 
@@ -62,8 +64,6 @@ def _content(message: Message) -> Any:
 
 def decode_chat_request(raw: Any) -> ChatRequest:
     body = as_object(raw, "the request body")
-    if body.get("stream") is True:
-        raise ProtocolError("streaming ('stream': true) is not supported by this endpoint")
     items = require(body, "messages", list, "the request body")
     if not items:
         raise ProtocolError("'messages' must contain at least one message")
@@ -79,7 +79,23 @@ def decode_chat_request(raw: Any) -> ChatRequest:
     model = body.get("model")
     params = {k: v for k, v in body.items() if k not in CHAT_RESERVED}
     _check_common_params(params)
-    return ChatRequest(tuple(messages), model if isinstance(model, str) else None, params)
+    return ChatRequest(
+        tuple(messages), model if isinstance(model, str) else None, params, _streaming(body)
+    )
+
+
+def _streaming(body: Mapping[str, Any]) -> Streaming | None:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ProtocolError("'stream' must be true or false")
+    options = body.get("stream_options")
+    if options is not None and not stream:
+        raise ProtocolError("'stream_options' is only allowed with 'stream': true")
+    options = as_object(options or {}, "stream_options")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise ProtocolError("'stream_options.include_usage' must be true or false")
+    return Streaming(include_usage) if stream else None
 
 
 def encode_chat_response(result: ChatResult) -> dict[str, Any]:
@@ -124,6 +140,31 @@ def decode_chat_response(raw: Any) -> ChatResult:
     )
 
 
+def encode_chat_stream(
+    result: ChatResult, pieces: Sequence[str], streaming: Streaming
+) -> StreamBody:
+    """Chat completion chunks: the role, one content delta per piece, the finish reason,
+    the usage when `stream_options.include_usage` asked for it, then `[DONE]`."""
+    head = {
+        "id": result.request_id or "chatcmpl-local",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": result.model or "",
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> Event:
+        return Event({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    closing = [chunk({}, result.finish_reason)]
+    if streaming.include_usage:
+        closing.append(Event({**head, "choices": [], "usage": _usage_body(result.usage)}))
+    return StreamBody(
+        (chunk({"role": "assistant", "content": ""}),),
+        tuple((chunk({"content": piece}),) for piece in pieces),
+        (*closing, Event(DONE)),
+    )
+
+
 # --- completions --------------------------------------------------------------------
 
 
@@ -144,6 +185,10 @@ def decode_completion_request(raw: Any) -> CompletionRequest:
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ProtocolError("'prompt' must be a string or a non-empty list of strings")
+    if body.get("stream") is True:
+        raise ProtocolError(
+            "streaming ('stream': true) is served for chat only; use the chat completions API"
+        )
     model = body.get("model")
     params = {k: v for k, v in body.items() if k not in CHAT_RESERVED}
     _check_common_params(params)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiquery.protocols.common import (
@@ -11,12 +12,14 @@ from aiquery.protocols.common import (
     ChatResult,
     Message,
     ProtocolError,
+    Streaming,
     as_object,
     images_of_content,
     reported_or_estimated,
     require,
     text_of_content,
 )
+from aiquery.protocols.streaming import Event, StreamBody
 
 _PASS_THROUGH = ("temperature", "top_p", "stop")
 
@@ -47,8 +50,9 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
 
 def decode_request(raw: Any) -> ChatRequest:
     body = as_object(raw, "the request body")
-    if body.get("stream") is True:
-        raise ProtocolError("streaming ('stream': true) is not supported by this endpoint")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ProtocolError("'stream' must be true or false")
     value = require(body, "input", (str, list), "the request body")
     messages: list[Message] = []
     instructions = body.get("instructions")
@@ -78,7 +82,12 @@ def decode_request(raw: Any) -> ChatRequest:
     if isinstance(text, Mapping) and isinstance(text.get("format"), Mapping):
         params["response_format"] = _response_format(text["format"])
     model = body.get("model")
-    return ChatRequest(tuple(messages), model if isinstance(model, str) else None, params)
+    return ChatRequest(
+        tuple(messages),
+        model if isinstance(model, str) else None,
+        params,
+        Streaming() if stream else None,
+    )
 
 
 def encode_response(result: ChatResult) -> dict[str, Any]:
@@ -90,21 +99,63 @@ def encode_response(result: ChatResult) -> dict[str, Any]:
         "status": "incomplete" if truncated else "completed",
         "incomplete_details": {"reason": "max_output_tokens"} if truncated else None,
         "model": result.model or "",
-        "output": [
-            {
-                "type": "message",
-                "id": "msg_" + (result.request_id or "local"),
-                "status": "incomplete" if truncated else "completed",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": result.text, "annotations": []}],
-            }
-        ],
+        "output": [_message(result, result.text, "incomplete" if truncated else "completed")],
         "usage": {
             "input_tokens": result.usage.input_tokens,
             "output_tokens": result.usage.output_tokens,
             "total_tokens": result.usage.total_tokens,
         },
     }
+
+
+def _message(result: ChatResult, text: str | None, status: str) -> dict[str, Any]:
+    """The answer's output message; `text=None` while it is still empty (a stream's start)."""
+    return {
+        "type": "message",
+        "id": "msg_" + (result.request_id or "local"),
+        "status": status,
+        "role": "assistant",
+        "content": [] if text is None else [_text_part(text)],
+    }
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": []}
+
+
+def encode_stream(result: ChatResult, pieces: Sequence[str], streaming: Streaming) -> StreamBody:
+    """The Responses API's typed events, each numbered by `sequence_number`: created, the
+    output message and its text part opening, one `output_text.delta` per piece, their
+    `done` events, then `response.completed` (`incomplete` when cut at max_output_tokens)
+    with the whole response."""
+    numbers = itertools.count()
+    final = encode_response(result)
+    item = final["output"][0]
+    at = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+
+    def event(kind: str, **fields: Any) -> Event:
+        return Event({"type": kind, "sequence_number": next(numbers), **fields}, kind)
+
+    started = {**final, "status": "in_progress", "incomplete_details": None, "output": []}
+    started["usage"] = None
+    opening = (
+        event("response.created", response=started),
+        event("response.in_progress", response=started),
+        event(
+            "response.output_item.added", output_index=0, item=_message(result, None, "in_progress")
+        ),
+        event("response.content_part.added", **at, part=_text_part("")),
+    )
+    deltas = tuple(
+        (event("response.output_text.delta", **at, delta=p, logprobs=[]),) for p in pieces
+    )
+    closing = (
+        event("response.output_text.done", **at, text=result.text, logprobs=[]),
+        event("response.content_part.done", **at, part=_text_part(result.text)),
+        event("response.output_item.done", output_index=0, item=item),
+        event(f"response.{final['status']}", response=final),
+    )
+    return StreamBody(opening, deltas, closing)
 
 
 def decode_response(raw: Any) -> ChatResult:

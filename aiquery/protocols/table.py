@@ -15,6 +15,9 @@ credentials and its decoding from the same rows (`aiquery.serving.routes`). A pa
     openai-responses    chat                           /responses
     anthropic           chat                           /v1/messages
     gemini              chat                           /{version}/models/{model}:generateContent
+
+Every chat operation also streams its answer as server-sent events (`encode_stream`): when
+the body says `"stream": true`, or, for Gemini, at `:streamGenerateContent`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from aiquery.protocols import anthropic, custom, errors, gemini, responses
 from aiquery.protocols import openai as oai
 from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS
+from aiquery.protocols.streaming import StreamEncoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,12 @@ class Operation:
     decode_response: Callable[[Any, int], Any]  # client: (body, inputs sent) → result
     decode_request: Callable[[Any, str], Any]  # emulator: (body, model in the path) → request
     encode_response: Callable[[Any], dict[str, Any]]  # emulator: result → body
+    # emulator: a streamed answer's events (chat only; None: the task does not stream)
+    encode_stream: StreamEncoder | None = None
+    # Where the answer is streamed whatever the body says (Gemini's `:streamGenerateContent`);
+    # None: at `path`, when the body asks (`"stream": true`).
+    stream_path: str | None = None
+    stream_api_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +119,14 @@ class Protocol:
         *,
         prefix: str | None = None,
         values: Mapping[str, str] | None = None,
+        streamed: bool = False,
     ) -> str:
         """`<api prefix>/<api name>`: the usage table's api_type (a route's name in the
-        emulator's log, which serves the protocol under other prefixes and values too)."""
-        name = operation.api_name.format(**{**self.path_values, **(values or {})})
+        emulator's log, which serves the protocol under other prefixes and values too;
+        `streamed`: of the operation's stream path)."""
+        api_name = operation.stream_api_name if streamed else operation.api_name
+        assert api_name is not None, f"{operation.task} has no stream path"
+        name = api_name.format(**{**self.path_values, **(values or {})})
         return f"{self.api_prefix if prefix is None else prefix}/{name}"
 
 
@@ -129,9 +143,21 @@ def _op(
     decode_response: Callable[[Any, int], Any],
     decode_request: Callable[[Any, str], Any],
     encode_response: Callable[[Any], dict[str, Any]],
+    encode_stream: StreamEncoder | None = None,
+    stream_at: tuple[str, str] | None = None,  # (stream_path, stream_api_name)
 ) -> tuple[str, Operation]:
+    stream_path, stream_api_name = stream_at or (None, None)
     return task, Operation(
-        task, path, api_name, encode_request, decode_response, decode_request, encode_response
+        task,
+        path,
+        api_name,
+        encode_request,
+        decode_response,
+        decode_request,
+        encode_response,
+        encode_stream,
+        stream_path,
+        stream_api_name,
     )
 
 
@@ -150,6 +176,7 @@ def _openai_operations(*, with_model: bool, invocations: str | None) -> dict[str
                 _body_only(oai.decode_chat_response),
                 _body_only(oai.decode_chat_request),
                 oai.encode_chat_response,
+                oai.encode_chat_stream,
             ),
             _op(
                 COMPLETIONS,
@@ -216,6 +243,7 @@ PROTOCOLS: Mapping[str, Protocol] = {
                         _body_only(responses.decode_response),
                         _body_only(responses.decode_request),
                         responses.encode_response,
+                        responses.encode_stream,
                     )
                 ]
             ),
@@ -235,6 +263,7 @@ PROTOCOLS: Mapping[str, Protocol] = {
                         _body_only(anthropic.decode_response),
                         _body_only(anthropic.decode_request),
                         anthropic.encode_response,
+                        anthropic.encode_stream,
                     )
                 ]
             ),
@@ -255,6 +284,11 @@ PROTOCOLS: Mapping[str, Protocol] = {
                         _body_only(gemini.decode_response),
                         gemini.decode_request,
                         gemini.encode_response,
+                        gemini.encode_stream,
+                        (
+                            "/{version}/models/{model}:streamGenerateContent",
+                            "{version}/streamGenerateContent",
+                        ),
                     )
                 ]
             ),

@@ -6,6 +6,8 @@ Knobs come from a TOML file, CLI flags or the admin route, in that order of laye
 [faults]                                   # defaults for every endpoint
 latency_ms = 20
 latency_distribution = "exponential"       # fixed | exponential | uniform
+time_to_first_token_ms = 150               # then the answer's tokens at this rate:
+tokens_per_second = 80                     # streamed chunk by chunk, or all at the end
 
 [endpoints."databricks-gpt-5-4".faults]    # one endpoint's overrides
 requests_per_minute = 18000
@@ -19,13 +21,14 @@ task = "custom"                            # llm/v1/chat | llm/v1/completions | 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiquery.endpoints.catalog import CATALOG, CatalogModel
+from aiquery.endpoints.catalog import CATALOG, DATABRICKS_PREFIX, GATEWAY_PREFIX, CatalogModel
 from aiquery.protocols.common import CHAT, CUSTOM, EMBEDDINGS, TASKS, payload_limit
 
 LATENCY_DISTRIBUTIONS = ("fixed", "exponential", "uniform")
@@ -38,10 +41,20 @@ class EmulatorConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Faults:
-    """Per-endpoint capacity limits and injected faults. Rates are probabilities in [0, 1]."""
+    """Per-endpoint pacing, capacity limits and injected faults. Rates are probabilities in [0, 1].
+
+    An answer starts after `latency_ms`; its first token comes `time_to_first_token_ms`
+    later and the rest at `tokens_per_second`. A streamed answer sends each piece when it
+    is generated; any other answer is sent whole when its last token is. A hang, drop or
+    malformed fault strikes a streamed answer mid-stream, after `stream_fault_after_chunks`
+    pieces (by default half of them).
+    """
 
     latency_ms: float = 0.0  # fixed latency, or the mean of the distribution
     latency_distribution: str = "fixed"
+    time_to_first_token_ms: float = 0.0
+    tokens_per_second: float | None = None  # None: every token at once
+    stream_fault_after_chunks: int | None = None
     requests_per_minute: float | None = None  # beyond it: 429 REQUEST_LIMIT_EXCEEDED
     tokens_per_minute: float | None = None  # input + output tokens
     max_concurrency: int | None = None  # requests in progress at once
@@ -57,6 +70,12 @@ class Faults:
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
             raise EmulatorConfigError("latency_ms must be >= 0")
+        if self.time_to_first_token_ms < 0:
+            raise EmulatorConfigError("time_to_first_token_ms must be >= 0")
+        if self.tokens_per_second is not None and self.tokens_per_second <= 0:
+            raise EmulatorConfigError("tokens_per_second must be > 0 (omit it for no pacing)")
+        if self.stream_fault_after_chunks is not None and self.stream_fault_after_chunks < 0:
+            raise EmulatorConfigError("stream_fault_after_chunks must be >= 0 (omit it for half)")
         if self.latency_distribution not in LATENCY_DISTRIBUTIONS:
             raise EmulatorConfigError(
                 f"latency_distribution must be one of {LATENCY_DISTRIBUTIONS}"
@@ -77,6 +96,11 @@ class Faults:
             raise EmulatorConfigError("the fault rates together must not exceed 1")
         if self.hang_seconds < 0:
             raise EmulatorConfigError("hang_seconds must be >= 0")
+
+    def generation_s(self, tokens_before: float) -> float:
+        """Seconds from an answer's start until the token after `tokens_before` is generated."""
+        paced = tokens_before / self.tokens_per_second if self.tokens_per_second else 0.0
+        return self.time_to_first_token_ms / 1000 + paced
 
     def updated(self, changes: Mapping[str, Any]) -> Faults:
         """A copy with `changes` applied; unknown names are an error naming the valid ones."""
@@ -117,13 +141,33 @@ class EndpointConfig:
         return payload_limit(self.task)
 
     def describe(self) -> dict[str, Any]:
-        """The endpoint as `GET /api/2.0/serving-endpoints` lists it."""
+        """The endpoint as `GET /api/2.0/serving-endpoints[/{name}]` describes it, in the
+        shape the Databricks SDK (`ServingEndpointDetailed`) and MLflow read."""
+        entity: dict[str, Any] = {"name": self.name, "entity_version": "1"}
+        if self.task == CUSTOM:
+            entity["entity_name"] = self.name
+        else:
+            model = self.name.removeprefix(DATABRICKS_PREFIX)
+            entity["entity_name"] = GATEWAY_PREFIX + model
+            entity["foundation_model"] = {
+                "name": model,
+                "display_name": model,
+                "description": f"Served by aiquery's emulator (a built-in {self.provider} model).",
+                "docs": "",
+            }
         return {
             "name": self.name,
+            "id": hashlib.sha256(self.name.encode()).hexdigest()[:32],
+            "creator": "aiquery-emulator",
+            "creation_timestamp": 0,
+            "last_updated_timestamp": 0,
             "task": self.task,
             "state": {"ready": "READY", "config_update": "NOT_UPDATING"},
             "endpoint_type": "FOUNDATION_MODEL_API" if self.task != CUSTOM else "CUSTOM_MODEL",
-            "config": {"served_entities": [{"name": self.name, "provider": self.provider}]},
+            "config": {"served_entities": [entity]},
+            "tags": [],
+            "permission_level": "CAN_QUERY",
+            "route_optimized": False,
         }
 
 

@@ -3,12 +3,14 @@
 authenticate → validate request tags → read the body within the payload limit → resolve
 the endpoint → decode the request with the route's codec from the protocol table → admit
 (rate and concurrency limits) → latency and injected faults → answer from the built-in
-model → encode with the same codec → log. Errors use the route's own error bodies.
+model → encode with the same codec, whole or as a paced stream (`serving.streaming`) → log.
+Errors use the route's own error bodies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 import uuid
@@ -18,7 +20,16 @@ from typing import Any
 
 from aiohttp import web
 
-from aiquery.protocols.common import CHAT, REQUEST_ID_HEADER, ProtocolError, payload_limit
+from aiquery.endpoints.catalog import retired, retirement_message
+from aiquery.protocols.common import (
+    CHAT,
+    REQUEST_ID_HEADER,
+    ChatRequest,
+    ProtocolError,
+    Streaming,
+    payload_limit,
+)
+from aiquery.protocols.streaming import pieces
 from aiquery.protocols.table import Operation
 from aiquery.protocols.tags import TAGS_HEADER, parse_request_tags
 from aiquery.serving.answers import Answer, answer, input_tokens
@@ -27,6 +38,7 @@ from aiquery.serving.config import EndpointConfig
 from aiquery.serving.emulator import Emulator
 from aiquery.serving.limits import retry_after_header
 from aiquery.serving.requestlog import CLIENT_CLOSED, DROPPED, HUNG, LoggedRequest
+from aiquery.serving.streaming import stream
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,128}")
 
@@ -48,6 +60,8 @@ class Route:
     error_body: Callable[[int, str], dict[str, Any]]
     provider: str | None = None  # native provider routes serve only that provider's models
     method: str | None = None  # a path ending in `{model}:<method>` serves only that method
+    streams: bool = False  # streams every answer (`:streamGenerateContent`), whatever the body
+    served: tuple[str, ...] = ()  # every method served at this path, named when one is not
 
 
 async def serve(
@@ -55,6 +69,7 @@ async def serve(
 ) -> web.StreamResponse:
     """Answer one model request on `route`; every outcome is logged once."""
     # A client's own request id is kept, so its usage rows and this log match one to one.
+    started = time.monotonic()
     offered = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
     entry: dict[str, Any] = {
@@ -69,9 +84,11 @@ async def serve(
         "request_tags": None,
         "user_agent": request.headers.get("User-Agent"),
         "fault": None,
+        "streamed": False,
+        "first_byte_ms": None,
     }
     try:
-        response = await _serve(emulator, request, route, path_name, request_id, entry)
+        response = await _serve(emulator, request, route, path_name, started, entry)
     except HttpError as e:
         entry["status"] = e.status
         response = web.json_response(
@@ -95,7 +112,7 @@ async def _serve(
     request: web.Request,
     route: Route,
     path_name: str | None,
-    request_id: str,
+    started: float,
     entry: dict[str, Any],
 ) -> web.StreamResponse:
     method_served = True
@@ -110,7 +127,8 @@ async def _serve(
             401, "Invalid or missing access token. Send 'Authorization: Bearer <token>'."
         )
     if not method_served:
-        raise HttpError(404, f"Only ':{route.method}' is served.")
+        served = " and ".join(f"':{m}'" for m in route.served or (route.method,))
+        raise HttpError(404, f"Only {served} are served here.")
     raw_tags = request.headers.get(TAGS_HEADER)
     if raw_tags is not None:
         try:
@@ -144,7 +162,9 @@ async def _serve(
         decoded = operation.decode_request(body, endpoint.name)
     except ProtocolError as e:
         raise HttpError(400, str(e)) from None
-    return await _answer(emulator, request, operation, endpoint, decoded, request_id, entry)
+    if route.streams and isinstance(decoded, ChatRequest):
+        decoded = dataclasses.replace(decoded, stream=Streaming())
+    return await _answer(emulator, request, operation, endpoint, decoded, started, entry)
 
 
 async def _answer(
@@ -153,9 +173,11 @@ async def _answer(
     operation: Operation,
     endpoint: EndpointConfig,
     decoded: Any,
-    request_id: str,
+    started: float,
     entry: dict[str, Any],
 ) -> web.StreamResponse:
+    request_id = entry["request_id"]
+    streaming = decoded.stream if isinstance(decoded, ChatRequest) else None
     limits = emulator.limits_for(endpoint)
     refusal = limits.admit(input_tokens(decoded))
     if refusal is not None:
@@ -180,12 +202,12 @@ async def _answer(
             raise HttpError(
                 503, "Injected: the endpoint is temporarily unavailable (error_rate_503)."
             )
-        if fault == "hang":
+        if fault == "hang" and streaming is None:
             entry["status"] = HUNG
             emulator.log.add(LoggedRequest(**entry))
             await asyncio.sleep(endpoint.faults.hang_seconds)
             raise HttpError(504, "Injected hang ended: the request exceeded the endpoint deadline.")
-        if fault == "drop":
+        if fault == "drop" and streaming is None:
             entry["status"] = DROPPED
             return _drop(request)
         try:
@@ -199,6 +221,22 @@ async def _answer(
             output_tokens=result.output_tokens,
             items=result.items,
         )
+        if streaming is not None and operation.encode_stream is not None:
+            texts = pieces(result.result.text)
+            return await stream(
+                request,
+                operation.encode_stream(result.result, texts, streaming),
+                texts,
+                endpoint.faults,
+                fault,
+                entry,
+                started,
+                lambda: emulator.log.add(LoggedRequest(**entry)),
+                json_array=_json_array(request),
+            )
+        generating = endpoint.faults.generation_s(result.output_tokens)
+        if generating:
+            await asyncio.sleep(generating)
         text = json_text(operation.encode_response(result.result))
         if fault == "malformed":
             text = text[: max(1, len(text) // 2)]
@@ -213,7 +251,15 @@ async def _answer(
             slots.release()
 
 
+def _json_array(request: web.Request) -> bool:
+    """Gemini streams a JSON array unless the client asks for server-sent events (`alt=sse`)."""
+    return request.path.endswith(":streamGenerateContent") and request.query.get("alt") != "sse"
+
+
 def not_found(emulator: Emulator, name: str) -> HttpError:
+    gone = retired(name)
+    if gone is not None:
+        return HttpError(404, retirement_message(name, gone))
     known = ", ".join(sorted(emulator.endpoints)[:5])
     return HttpError(
         404,

@@ -30,6 +30,8 @@ class LoggedRequest:
     request_tags: dict[str, str] | None
     user_agent: str | None
     fault: str | None = None  # the injected fault, if any
+    streamed: bool = False  # answered as server-sent events
+    first_byte_ms: float | None = None  # of a streamed answer: arrival to its first event
 
 
 @dataclass(slots=True)
@@ -39,14 +41,20 @@ class EndpointStats:
     input_tokens: int = 0
     output_tokens: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
+    streamed: int = 0
+    first_byte_ms: float = 0.0  # summed over the streamed requests that sent a first event
+    first_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        mean = self.first_byte_ms / self.first_bytes if self.first_bytes else None
         return {
             "requests": self.requests,
             "items": self.items,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "statuses": dict(self.statuses),
+            "streamed": self.streamed,
+            "mean_first_byte_ms": None if mean is None else round(mean, 1),
         }
 
 
@@ -64,6 +72,10 @@ class RequestLog:
         stats.input_tokens += entry.input_tokens
         stats.output_tokens += entry.output_tokens
         stats.statuses[str(entry.status)] += 1
+        stats.streamed += entry.streamed
+        if entry.first_byte_ms is not None:
+            stats.first_byte_ms += entry.first_byte_ms
+            stats.first_bytes += 1
 
     def reset(self) -> None:
         self.entries.clear()

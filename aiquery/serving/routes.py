@@ -7,7 +7,8 @@ table (`aiquery.protocols.table`), the same rows the client calls with.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -45,21 +46,26 @@ MOUNTS = (
 )
 
 
-def model_routes() -> list[tuple[str, Route, str | None]]:
-    """(path template, route, the path parameter naming the model) of every model route."""
-    found = []
+def model_routes() -> list[tuple[str, dict[str | None, Route], str | None]]:
+    """(path template, its routes by `:method` (None for a plain path), the path parameter
+    naming the model) of every model route."""
+    found: dict[str, tuple[dict[str | None, Route], str | None]] = {}
     for mount in MOUNTS:
         protocol = PROTOCOLS[mount.protocol]
-        by_path: dict[str, dict[str, Operation]] = {}
+        by_path: dict[tuple[str, bool], dict[str, Operation]] = {}
         for operation in protocol.operations.values():
-            by_path.setdefault(operation.path, {})[operation.task] = operation
+            by_path.setdefault((operation.path, False), {})[operation.task] = operation
+            if operation.stream_path is not None:
+                by_path.setdefault((operation.stream_path, True), {})[operation.task] = operation
         for version in mount.versions or (None,):
             values = {"version": version} if version else {}
-            for path, operations in by_path.items():
+            for (path, streams), operations in by_path.items():
                 first = next(iter(operations.values()))
-                name = protocol.api_type(first, prefix=mount.api_prefix, values=values)
+                name = protocol.api_type(
+                    first, prefix=mount.api_prefix, values=values, streamed=streams
+                )
                 template = mount.prefix + path.format(model="{model}", **values)
-                # `{model}:generateContent`: match the whole segment, check the method after.
+                # `{model}:generateContent`: match the whole segment, pick the method after.
                 head, colon, method = template.partition("{model}:")
                 route = Route(
                     name,
@@ -67,20 +73,41 @@ def model_routes() -> list[tuple[str, Route, str | None]]:
                     PROTOCOLS[mount.errors].error_body,
                     mount.provider,
                     method if colon else None,
+                    streams,
                 )
                 param = "target" if colon else "model" if "{model}" in template else None
-                found.append((head + "{target}" if colon else template, route, param))
-    return found
+                key = head + "{target}" if colon else template
+                found.setdefault(key, ({}, param))[0][route.method] = route
+    routes = []
+    for template, (by_method, param) in found.items():
+        served = tuple(m for m in by_method if m is not None)
+        by_method = {m: dataclasses.replace(r, served=served) for m, r in by_method.items()}
+        routes.append((template, by_method, param))
+    return routes
 
 
 def app(emulator: Emulator) -> web.Application:
-    """The emulator's whole app: model routes, endpoint listing, health, admin."""
+    """The emulator's whole app: model routes, endpoint listing, health, discovery, admin.
+
+    Every path is served with and without a trailing slash, as clients spell both
+    (MLflow lists endpoints at `/api/2.0/serving-endpoints/`).
+    """
     application = web.Application(client_max_size=64 * 1024 * 1024)
-    for template, route, param in model_routes():
-        application.router.add_post(template, _model_handler(emulator, route, param))
+
+    def add(method: str, path: str, handler: Handler) -> None:
+        application.router.add_route(method, path, handler)
+        application.router.add_route(method, path + "/", handler)
+
+    for template, by_method, param in model_routes():
+        add("POST", template, _model_handler(emulator, by_method, param))
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def host_metadata(request: web.Request) -> web.Response:
+        # The Databricks SDK reads this when a WorkspaceClient starts (unauthenticated, as
+        # on a workspace); only token authentication is served, so no OIDC is behind it.
+        return web.json_response({"oidc_endpoint": f"{request.scheme}://{request.host}/oidc"})
 
     async def list_endpoints(request: web.Request) -> web.Response:
         refused = _refused(emulator, request)
@@ -98,17 +125,23 @@ def app(emulator: Emulator) -> web.Application:
             return web.json_response(databricks_error(404, e.message), status=404)
         return web.json_response(endpoint.describe())
 
-    application.router.add_get("/health", health)
-    application.router.add_get("/api/2.0/serving-endpoints", list_endpoints)
-    application.router.add_get("/api/2.0/serving-endpoints/{name}", get_endpoint)
+    add("GET", "/health", health)
+    add("GET", "/.well-known/databricks-config", host_metadata)
+    add("GET", "/api/2.0/serving-endpoints", list_endpoints)
+    add("GET", "/api/2.0/serving-endpoints/{name}", get_endpoint)
     admin.add_routes(application, emulator)
     return application
 
 
-def _model_handler(emulator: Emulator, route: Route, param: str | None) -> Handler:
+def _model_handler(
+    emulator: Emulator, by_method: Mapping[str | None, Route], param: str | None
+) -> Handler:
+    default = next(iter(by_method.values()))  # refuses a method it does not serve
+
     async def handler(request: web.Request) -> web.StreamResponse:
         name = request.match_info.get(param) if param else None
-        return await serve(emulator, request, route, name)
+        method = name.partition(":")[2] if name is not None and param == "target" else None
+        return await serve(emulator, request, by_method.get(method, default), name)
 
     return handler
 

@@ -34,6 +34,21 @@ _FAULT_FLAGS: dict[str, tuple[str, type, str]] = {
         str,
         f"one of {', '.join(LATENCY_DISTRIBUTIONS)}",
     ),
+    "time_to_first_token_ms": (
+        "--ttft-ms",
+        float,
+        "time to first token in ms, after the latency (streamed or not)",
+    ),
+    "tokens_per_second": (
+        "--tokens-per-second",
+        float,
+        "generation speed after the first token; streams are paced chunk by chunk",
+    ),
+    "stream_fault_after_chunks": (
+        "--stream-fault-after",
+        int,
+        "chunks a stream sends before a hang/drop/malformed fault strikes (default: half)",
+    ),
     "requests_per_minute": (
         "--rpm",
         float,
@@ -48,9 +63,17 @@ _FAULT_FLAGS: dict[str, tuple[str, type, str]] = {
     "overflow": ("--overflow", str, f"past --max-concurrency: {' or '.join(OVERFLOW_POLICIES)}"),
     "error_rate_500": ("--error-rate-500", float, "fraction of requests answered 500"),
     "error_rate_503": ("--error-rate-503", float, "fraction of requests answered 503"),
-    "hang_rate": ("--hang-rate", float, "fraction of requests never answered"),
-    "drop_rate": ("--drop-rate", float, "fraction of connections closed without an answer"),
-    "malformed_rate": ("--malformed-rate", float, "fraction of answers with a truncated JSON body"),
+    "hang_rate": ("--hang-rate", float, "fraction of requests never answered (streams: stall)"),
+    "drop_rate": (
+        "--drop-rate",
+        float,
+        "fraction of connections closed without an answer (streams: mid-stream)",
+    ),
+    "malformed_rate": (
+        "--malformed-rate",
+        float,
+        "fraction of answers with a truncated JSON body (streams: one event)",
+    ),
     "seed": ("--seed", int, "seed for the injected faults and latencies"),
 }
 

@@ -6,12 +6,13 @@ first piece of text after `time_to_first_token_ms`, each later piece when the to
 before it have been generated at `tokens_per_second`, then the closing events. A hang,
 drop or malformed fault drawn for the request strikes after `stream_fault_after_chunks`
 pieces (half of them by default): the stream stalls, the connection is cut, or one
-event's data is cut short and the stream ends.
+event's data is cut short (no longer JSON) and the stream ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -124,9 +125,10 @@ async def _fault(
     entry: dict[str, Any],
     on_hang: Callable[[], None],
 ) -> web.StreamResponse:
-    if fault == "malformed":  # one event cut short, then the end of the stream
-        text = framing(next_events[0]) if next_events else b"data: {"
-        await response.write(text[: max(1, len(text) // 2)])
+    if fault == "malformed":  # one event whose data is cut short, then the end of the stream
+        event = next_events[0]
+        text = event.data if isinstance(event.data, str) else json.dumps(event.data)
+        await response.write(framing(Event(text[: len(text) // 2 or 1], event.name)))
         await response.write_eof()
         return response
     if fault == "hang":

@@ -76,7 +76,9 @@ def test_serve_applies_config_file_and_flags(served: list, tmp_path: Path) -> No
     config.write_text(
         '[endpoints.my-custom]\ntask = "custom"\n[endpoints."databricks-gpt-5".faults]\nerror_rate_503 = 1.0\n'
     )
-    process, lines = start("--config", str(config), "--token", "t0k", "--rpm", "6000")
+    process, lines = start(
+        "--config", str(config), "--token", "t0k", "--rpm", "6000", "--ttft-ms", "150"
+    )
     served.append((process, lines))
     url = lines[0].rsplit(" ", 1)[1]
     auth = {"Authorization": "Bearer t0k"}
@@ -90,6 +92,14 @@ def test_serve_applies_config_file_and_flags(served: list, tmp_path: Path) -> No
         headers=auth,
     )
     assert failing.status_code == 503
+    sent = time.monotonic()
+    streamed = httpx.post(
+        url + "/serving-endpoints/databricks-gpt-5-4/invocations",
+        json={"messages": [{"role": "user", "content": "Summarize: x y. z."}], "stream": True},
+        headers=auth,
+    )
+    assert streamed.text.endswith("data: [DONE]\n\n")
+    assert time.monotonic() - sent >= 0.15  # --ttft-ms: a lower bound, never an upper one
 
 
 def test_serve_rejects_a_bad_config_with_a_clear_message(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def test_serve_load_benchmark_prints_and_writes_figures(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(out.read_text())
-    assert {r["route"] for r in results} == {"chat", "embeddings"}
+    assert {r["route"] for r in results} == {"chat", "stream", "embeddings"}
     assert all(
         r["requests"] == 300 and r["statuses"] == {"200": 300} and r["requests_per_s"] > 0
         for r in results

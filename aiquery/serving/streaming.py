@@ -75,6 +75,8 @@ async def stream(
         }
     )
     entry["streamed"] = True
+    # The pieces' events, then the closing ones (a fault may strike before either).
+    groups = [*body.pieces, body.closing]
     strike = _strike_at(faults, fault, len(body.pieces))
     loop = asyncio.get_running_loop()
     try:
@@ -83,21 +85,18 @@ async def stream(
             await response.write(framing(event))
         entry["first_byte_ms"] = round((time.monotonic() - started) * 1000, 3)
         begun, chars = loop.time(), 0
-        for i, (group, text) in enumerate(zip(body.pieces, texts, strict=True)):
+        for i, group in enumerate(groups):
             if i == strike:
                 return await _fault(
                     request, response, framing, group, fault, faults, entry, on_hang
                 )
-            await asyncio.sleep(max(0.0, begun + faults.generation_s(chars / 4) - loop.time()))
+            # Pacing counts tokens as the estimate does, a quarter per character.
+            wait = begun + faults.generation_s(chars / 4) - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             for event in group:
                 await response.write(framing(event))
-            chars += len(text)
-        if strike == len(body.pieces):
-            closing = body.closing
-            return await _fault(request, response, framing, closing, fault, faults, entry, on_hang)
-        await asyncio.sleep(max(0.0, begun + faults.generation_s(chars / 4) - loop.time()))
-        for event in body.closing:
-            await response.write(framing(event))
+            chars += len(texts[i]) if i < len(texts) else 0
         await response.write(framing.end())
         await response.write_eof()
         return response

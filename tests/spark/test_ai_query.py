@@ -64,11 +64,15 @@ def test_chat_via_sql_returns_the_answer_and_null_for_null(
     assert control.stats()["databricks-gpt-5-4"]["requests"] == len(TEXTS)  # NULL sent nothing
 
 
-def test_gateway_name_and_case_insensitive_function(spark, workspace, texts) -> None:  # type: ignore[no-untyped-def]
+def test_gateway_names_and_case_insensitive_function(spark, workspace, texts) -> None:  # type: ignore[no-untyped-def]
+    # Both gateway spellings: `system.ai.<model>` and the "Query model services" page's
+    # `system.ai.databricks-<model>`.
     rows = aiquery.sql(
-        spark, "SELECT AI_QUERY('system.ai.gpt-5-mini', text) AS a FROM texts WHERE id = 0"
+        spark,
+        "SELECT AI_QUERY('system.ai.gpt-5-mini', text) AS a, "
+        "ai_query('system.ai.databricks-gpt-5-mini', text) AS b FROM texts WHERE id = 0",
     ).collect()
-    assert rows[0].a == answer(TEXTS[0])
+    assert rows[0].a == rows[0].b == answer(TEXTS[0])
 
 
 def test_embeddings_return_array_float_in_few_requests(

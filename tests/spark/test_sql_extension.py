@@ -145,6 +145,17 @@ def test_a_bad_call_fails_at_analysis_with_its_class_and_sends_nothing(
     assert control.requests() == []
 
 
+def test_a_retired_model_fails_at_analysis_naming_its_replacement(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AnalysisException) as caught:
+        spark.sql("SELECT ai_query('system.ai.dbrx-instruct', 'x')").collect()
+    message = str(caught.value)
+    assert "[AI_FUNCTION_ENDPOINT_NOT_FOUND]" in message and "has been retired" in message
+    assert "'databricks-meta-llama-3-3-70b-instruct'" in message
+    assert control.requests() == []
+
+
 def test_the_spark_sql_shell_runs_ai_query_with_no_python_driver(
     emulator: EmulatorServer, control: EmulatorControl, tmp_path: Path
 ) -> None:

@@ -110,8 +110,7 @@ def spark_conf(existing_extensions: str | None = None) -> dict[str, str]:
     """The settings that enable the extension in a session started from Python.
 
     The jar goes on the driver's class path only: its classes analyse statements and never
-    run on executors. (Through `spark.jars` it would also replace the list that
-    `spark.jars.packages` resolved, and executors on a cluster would lose Delta's jars.)
+    run on executors, so it is not shipped to them with `spark.jars`.
     """
     extensions = [e for e in (existing_extensions or "").split(",") if e.strip()]
     if EXTENSION_CLASS not in extensions:

@@ -1,8 +1,9 @@
 """A SparkSession with Delta Lake, the way aiquery's CLI, notebooks and tests start one.
 
-Delta's jars are resolved by Spark's own Maven resolver (`spark.jars.packages`, via
-delta-spark's `configure_spark_with_delta_pip`) from Maven Central on first start and
-cached in ~/.ivy2 afterwards; nothing is vendored.
+Delta's jars are resolved once, by Spark's own Maven resolver (Ivy) from Maven Central,
+into aiquery's cache (`delta_jars`); every start after that puts the cached jars on
+`spark.jars` (`--jars`), so a start neither contacts the network nor prints Ivy's
+resolution report. Nothing is vendored.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ def submit_args() -> list[str]:
     not the jars `--packages` adds (delta-io/delta#1332), so a session could not load
     Delta's catalog. `--packages` still ships them to executors."""
     settings = {**DELTA_CONF, **spark_conf(DELTA_CONF["spark.sql.extensions"])}
+    jars = [str(j) for j in delta_jars()]
     settings["spark.driver.extraClassPath"] = os.pathsep.join(
-        [settings["spark.driver.extraClassPath"], *map(str, delta_jars())]
+        [settings["spark.driver.extraClassPath"], *jars]
     )
     return [
-        "--packages",
-        delta_package(),
+        "--jars",
+        ",".join(jars),
         *(arg for key, value in settings.items() for arg in ("--conf", f"{key}={value}")),
     ]
 
@@ -71,6 +73,8 @@ def delta_jars(cache: Path | None = None) -> list[Path]:
     jars = root / "jars"
     done = root / "resolved"
     if not done.is_file():
+        # The one network contact: Ivy's own report stays in the captured output.
+        log.warning("aiquery: downloading %s from Maven Central (first start only)", package)
         submit = spark_home() / "bin" / "spark-submit"
         resolved = subprocess.run(
             [str(submit), "--packages", package, "--conf", f"spark.jars.ivy={root}",
@@ -83,9 +87,11 @@ def delta_jars(cache: Path | None = None) -> list[Path]:
             )
         done.write_text(package + "\n")
     shipped = {_artifact(j.name) for j in (spark_home() / "jars").glob("*.jar")}
-    return sorted(
+    found = sorted(
         j for j in jars.glob("*.jar") if _artifact(j.name.partition("_")[2]) not in shipped
     )
+    log.debug("aiquery: Delta Lake's jars from %s: %s", jars, [j.name for j in found])
+    return found
 
 
 def _artifact(jar: str) -> str:
@@ -119,8 +125,6 @@ def spark_session(
             session.conf.set(key, value)
         return session
 
-    from delta import configure_spark_with_delta_pip
-
     builder = SparkSession.builder.appName(app_name)
     if master is not None:
         builder = builder.master(master)
@@ -141,16 +145,27 @@ def spark_session(
         )
     settings.update(conf or {})
     settings.update(_extension_conf(settings))
-    # Delta's helper sets spark.jars.packages: packages asked for here (hadoop-aws for
-    # s3a://, say) join Delta's instead of being replaced by them.
-    extra = [
-        p.strip() for p in str(settings.pop("spark.jars.packages", "")).split(",") if p.strip()
-    ]
+    # Delta's cached jars join any the caller gave; packages asked for (hadoop-aws for
+    # s3a://, say) still go through Ivy, as Spark resolves them.
+    settings.update(_delta_jars_conf(settings))
     for key, value in settings.items():
         builder = builder.config(key, value)
-    session = configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()
+    session = builder.getOrCreate()
     install(session)  # ai_query calls are analysed in this process, with its endpoints
     return session
+
+
+def _delta_jars_conf(settings: dict[str, Any]) -> dict[str, str]:
+    """Delta's cached jars on `spark.jars`, after any the caller gave. Without a JDK's javac
+    (which the one-time resolution runs with), Spark's resolver on every start instead."""
+    try:
+        extension_jar()  # its Resolve class does the one-time resolution
+    except ConfigError:  # warned about with the extension
+        packages = [p for p in str(settings.get("spark.jars.packages", "")).split(",") if p]
+        return {"spark.jars.packages": ",".join([*packages, delta_package()])}
+    jars = [str(j) for j in delta_jars()]
+    given = [j for j in str(settings.get("spark.jars", "")).split(",") if j.strip()]
+    return {"spark.jars": ",".join([*given, *jars])}
 
 
 def _extension_conf(settings: dict[str, Any]) -> dict[str, str]:

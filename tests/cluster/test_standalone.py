@@ -291,9 +291,7 @@ def test_the_spark_sql_shell_on_the_cluster_sends_usage_to_its_companion_on_obje
     """`spark-sql` (no Python driver) on the cluster, its warehouse on s3a://: the JVM's
     Python companion hosts the coordinator the executors send usage to, and commits it to
     the table on S3 before the shell exits."""
-    args = submit_args()
-    at = args.index("--packages") + 1
-    args[at] += "," + HADOOP_AWS_PACKAGE
+    args = [*submit_args(), "--packages", HADOOP_AWS_PACKAGE]  # s3a: Hadoop's, through Ivy
     root = object_storage.new_root()
     conf = (
         *object_storage.spark_conf(),

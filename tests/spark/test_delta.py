@@ -1,4 +1,4 @@
-"""Delta Lake really works on the local SparkSession (jars resolved from Maven Central)."""
+"""Delta Lake really works on the local SparkSession (jars resolved once from Maven Central)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ def test_delta_table_round_trip_with_history(spark, tmp_path: Path) -> None:  # 
     version0 = spark.read.format("delta").option("versionAsOf", 0).load(path)
     assert_df_equality(version0, first, ignore_row_order=True)
     assert (Path(path) / "_delta_log" / "00000000000000000001.json").exists()
+
+
+def test_delta_comes_from_the_cached_jars_not_a_resolution_per_start(spark) -> None:  # type: ignore[no-untyped-def]
+    from aiquery.spark.session import delta_jars
+
+    jars = spark.conf.get("spark.jars").split(",")
+    assert [Path(j).name for j in jars if "delta" in j] == [
+        j.name for j in delta_jars() if "delta" in j.name
+    ]
+    assert any("delta-spark_" in Path(j).name for j in jars)
+    assert spark.conf.get("spark.jars.packages", None) in (None, "")
 
 
 def test_managed_delta_table_in_the_session_catalog(spark) -> None:  # type: ignore[no-untyped-def]

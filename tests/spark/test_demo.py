@@ -33,3 +33,5 @@ def test_demo_runs_end_to_end_on_the_embedded_emulator(tmp_path: Path) -> None:
     dashboard = tmp_path / "spark-warehouse" / "aiquery-usage.html"
     assert dashboard.is_file() and "databricks-gpt-5-4" in dashboard.read_text()
     assert (tmp_path / "spark-warehouse" / "ai_gateway.db" / "usage" / "_delta_log").is_dir()
+    # Delta's jars came from aiquery's cache: no Ivy resolution, no Maven Central contact.
+    assert ":: resolving dependencies" not in done.stderr and "ivy" not in done.stderr.lower()

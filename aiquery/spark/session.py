@@ -157,7 +157,13 @@ def spark_session(
 
 def _delta_jars_conf(settings: dict[str, Any]) -> dict[str, str]:
     """Delta's cached jars on `spark.jars`, after any the caller gave. Without a JDK's javac
-    (which the one-time resolution runs with), Spark's resolver on every start instead."""
+    (which the one-time resolution runs with), Spark's resolver on every start instead.
+
+    In a `spark-submit`ted Python job the JVM already runs with the jars its command line
+    gave (`--packages`, `--jars`, `$(aiquery jvm --args)`); setting `spark.jars` here would
+    replace that list, and executors would lose them, so it is left as it is."""
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return {}
     try:
         extension_jar()  # its Resolve class does the one-time resolution
     except ConfigError:  # warned about with the extension

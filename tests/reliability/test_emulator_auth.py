@@ -48,11 +48,13 @@ ADMIN_ROUTES = [
     for method, path in ROUTES
     if path.startswith("/admin/")
 ]
-# Everything else but /health serves models or describes them, so needs the model token.
+# Open as on a workspace: liveness, and the host metadata the Databricks SDK reads first.
+OPEN = ("/health", "/.well-known/databricks-config")
+# Everything else serves models or describes them, so needs the model token.
 SERVED_ROUTES = [
     (method, path.format(**PATH_PARAMS))
     for method, path in ROUTES
-    if not path.startswith("/admin/") and path != "/health"
+    if not path.startswith("/admin/") and path.rstrip("/") not in OPEN
 ]
 
 
@@ -124,7 +126,7 @@ def test_every_served_route_refuses_a_missing_or_wrong_credential(
 def test_gemini_routes_check_the_token_before_the_method(
     http: httpx.Client, emulator: EmulatorServer
 ) -> None:
-    path = "/ai-gateway/gemini/v1beta/models/system.ai.gemini-2-5-flash:streamGenerateContent"
+    path = "/ai-gateway/gemini/v1beta/models/system.ai.gemini-2-5-flash:countTokens"
     assert send(http, emulator, "POST", path, {}).status_code == 401
     served = send(http, emulator, "POST", path, {"x-goog-api-key": emulator.token})
     assert served.status_code == 404

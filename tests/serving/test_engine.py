@@ -149,7 +149,10 @@ def test_flaky_endpoint_succeeds_with_retries(
         "databricks-gpt-5-4", error_rate_500=0.2, error_rate_503=0.1, malformed_rate=0.1, seed=4
     )
     prompts = [f"Summarize: p{i}. x" for i in range(200)]
-    policy = RetryPolicy(max_attempts=10, base_delay_s=0.001, max_delay_s=0.01)
+    # 40% of attempts fail: 20 attempts leave a row failing with odds of 0.4**20 (1e-8).
+    policy = RetryPolicy(
+        max_attempts=20, max_throttled_attempts=20, base_delay_s=0.001, max_delay_s=0.01
+    )
     (results,) = run(
         endpoint(emulator), [prompts], settings=EngineSettings(concurrency=16, policy=policy)
     )

@@ -58,11 +58,15 @@ def pieces(text: str) -> list[str]:
     return _PIECE.findall(text)
 
 
+def data_text(event: Event) -> str:
+    """The event's data as sent: compact JSON, or the bare string (`[DONE]`) as it is."""
+    return event.data if isinstance(event.data, str) else _compact(event.data)
+
+
 def frame(event: Event) -> bytes:
     """The event in the SSE wire format."""
-    data = event.data if isinstance(event.data, str) else _compact(event.data)
     head = f"event: {event.name}\n" if event.name else ""
-    return f"{head}data: {data}\n\n".encode()
+    return f"{head}data: {data_text(event)}\n\n".encode()
 
 
 def parse(text: str) -> list[Event]:

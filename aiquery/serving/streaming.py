@@ -12,7 +12,6 @@ event's data is cut short (no longer JSON) and the stream ends.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from aiquery.protocols.common import REQUEST_ID_HEADER
-from aiquery.protocols.streaming import CONTENT_TYPE, Event, StreamBody, frame
+from aiquery.protocols.streaming import CONTENT_TYPE, Event, StreamBody, data_text, frame
 from aiquery.serving.config import Faults
 from aiquery.serving.requestlog import CLIENT_CLOSED, DROPPED, HUNG
 
@@ -34,9 +33,8 @@ class _JsonArray:
         self.first = True
 
     def __call__(self, event: Event) -> bytes:
-        data = frame(event).decode().removeprefix("data: ").rstrip("\n")
         head, self.first = ("[" if self.first else ",\r\n"), False
-        return (head + data).encode()
+        return (head + data_text(event)).encode()
 
     def end(self) -> bytes:
         return b"[]" if self.first else b"]"
@@ -126,7 +124,7 @@ async def _fault(
 ) -> web.StreamResponse:
     if fault == "malformed":  # one event whose data is cut short, then the end of the stream
         event = next_events[0]
-        text = event.data if isinstance(event.data, str) else json.dumps(event.data)
+        text = data_text(event)
         await response.write(framing(Event(text[: len(text) // 2 or 1], event.name)))
         await response.write_eof()
         return response

@@ -253,7 +253,8 @@ async def _answer(
 
 def _json_array(request: web.Request) -> bool:
     """Gemini streams a JSON array unless the client asks for server-sent events (`alt=sse`)."""
-    return request.path.endswith(":streamGenerateContent") and request.query.get("alt") != "sse"
+    path = request.path.rstrip("/")
+    return path.endswith(":streamGenerateContent") and request.query.get("alt") != "sse"
 
 
 def not_found(emulator: Emulator, name: str) -> HttpError:

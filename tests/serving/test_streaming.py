@@ -175,6 +175,8 @@ def test_gemini_stream_without_alt_sse_is_one_json_array(emulator: EmulatorServe
     whole = httpx.post(url + ":generateContent", json=body, headers=headers).json()
     streamed = httpx.post(url + ":streamGenerateContent", json=body, headers=headers)
     assert streamed.headers["content-type"].startswith("application/json")
+    slashed = httpx.post(url + ":streamGenerateContent/", json=body, headers=headers)
+    assert slashed.headers["content-type"].startswith("application/json")
     parts = json.loads(streamed.text)
     text = "".join(p["candidates"][0]["content"]["parts"][0]["text"] for p in parts)
     assert text == whole["candidates"][0]["content"]["parts"][0]["text"]

@@ -41,8 +41,7 @@ class AdaptiveConcurrency:
         self.throttles = 0
         self._clock = clock
         self._last_decrease = -1e9
-        self._short_latency: float | None = None
-        self._long_latency: float | None = None
+        self.latency = LatencyTrend(window=ceiling)
         self._changed = asyncio.Condition()
 
     @property
@@ -61,7 +60,7 @@ class AdaptiveConcurrency:
             self.throttles += 1
             self._shrink()
         elif latency_s is not None:
-            if self._latency_spike(latency_s):
+            if self.latency.queueing(latency_s):
                 self._shrink()
             else:
                 # Once throttled, probe for headroom ten times more slowly: the endpoint
@@ -71,26 +70,59 @@ class AdaptiveConcurrency:
         async with self._changed:
             self._changed.notify_all()
 
-    def _latency_spike(self, latency_s: float) -> bool:
-        # Two moving averages: a sustained doubling of recent latency over the long-run
-        # level means the endpoint is queueing our requests; back off before it throttles.
-        short, long = self._short_latency, self._long_latency
-        self._short_latency = latency_s if short is None else 0.9 * short + 0.1 * latency_s
-        self._long_latency = latency_s if long is None else 0.99 * long + 0.01 * latency_s
-        return (
-            long is not None
-            and self._long_latency > 0.005
-            and self._short_latency > 2.0 * self._long_latency
-        )
-
     def _shrink(self) -> None:
         now = self._clock()
         # One decrease per cooldown: the in-flight requests of one burst all come back
         # throttled together, and halving once per request would collapse to the floor.
-        cooldown = max(0.05, self._short_latency or 0.0)
+        cooldown = max(0.05, self.latency.recent)
         if now - self._last_decrease >= cooldown:
             self.limit = max(float(self.floor), self.limit * self.decrease)
             self._last_decrease = now
+
+
+class LatencyTrend:
+    """Is the endpoint queueing our requests? Recent latency against its long-run level.
+
+    LLM latencies are long-tailed (an answer's length varies tenfold), so noise must not
+    look like queueing: every false alarm cuts the window by 30%, and +1/limit per success
+    takes thousands of requests to win a large window back. Hence:
+    - the recent level averages over at least a window's worth of completions (about one
+      round trip of every slot), never fewer than `min_window`;
+    - the long-run level averages over ten times as many;
+    - one sample counts for at most `clip` times the long-run level (one hung request is
+      not a trend);
+    - both are plain means until they have that many samples, and nothing is judged
+      before the first window.
+    Queueing is the recent level above `factor` times the long-run level. Measured on
+    simulated exponential, lognormal (sigma 1.5) and Pareto (1.5) latencies: no false
+    alarm in 200,000 requests at windows of 64 and 512; a sustained tripling is seen within
+    about two windows (`tests/unit/test_flow_control.py`).
+    """
+
+    def __init__(
+        self, window: int, *, min_window: int = 64, factor: float = 2.0, clip: float = 10.0
+    ) -> None:
+        self.window = max(min_window, window)
+        self.factor = factor
+        self.clip = clip
+        self.samples = 0
+        self.recent = 0.0
+        self.long_run = 0.0
+
+    def queueing(self, latency_s: float) -> bool:
+        """Take one request's latency; True while recent latency says the endpoint queues."""
+        self.samples += 1
+        if self.samples > 1:
+            latency_s = min(latency_s, self.clip * self.long_run)
+        recent = max(2.0 / (self.window + 1), 1.0 / self.samples)
+        long_run = max(2.0 / (10 * self.window + 1), 1.0 / self.samples)
+        self.recent += recent * (latency_s - self.recent)
+        self.long_run += long_run * (latency_s - self.long_run)
+        return (
+            self.samples >= self.window
+            and self.long_run > 0.005
+            and self.recent > self.factor * self.long_run
+        )
 
 
 class AdaptiveRate:

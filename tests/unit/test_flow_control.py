@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 from multidict import CIMultiDict
 
-from aiquery.client.limiter import AdaptiveConcurrency, CircuitBreaker, RateBudget
+from aiquery.client.limiter import AdaptiveConcurrency, CircuitBreaker, LatencyTrend, RateBudget
 from aiquery.client.retry import RetryPolicy, is_retryable, retry_after_s, retry_delay
 
 T = TypeVar("T")
@@ -321,17 +321,72 @@ def test_a_ceiling_below_one_is_rejected() -> None:
 def test_a_sustained_latency_spike_shrinks_the_limit() -> None:
     async def main() -> None:
         limiter, time = make_concurrency(ceiling=10)
-        for _ in range(50):  # establish the long-run level
+        for _ in range(200):  # establish the long-run level (over more than a window)
             time.now += 1.0
             await limiter.acquire()
             await limiter.release(throttled=False, latency_s=0.1)
         assert limiter.limit == 10.0
-        for _ in range(20):  # the endpoint starts queueing: latency jumps tenfold
+        for _ in range(40):  # the endpoint starts queueing: latency jumps tenfold
             time.now += 1.0
             await limiter.acquire()
             await limiter.release(throttled=False, latency_s=1.0)
         assert limiter.limit < 10.0
         assert limiter.throttles == 0  # latency, not 429s, did it
+
+    run(main)
+
+
+# Long-tailed latencies, each with mean 1 (an LLM's answer length varies tenfold).
+TAILS: dict[str, Callable[[random.Random], float]] = {
+    "exponential": lambda rng: rng.expovariate(1.0),
+    "lognormal sigma 1.5": lambda rng: rng.lognormvariate(0.0, 1.5) / math.exp(1.5**2 / 2),
+    "pareto 1.5": lambda rng: rng.paretovariate(1.5) / 3.0,
+}
+
+
+@pytest.mark.parametrize("tail", sorted(TAILS))
+@pytest.mark.parametrize("window", [64, 512])
+def test_long_tailed_latency_is_not_mistaken_for_queueing(tail: str, window: int) -> None:
+    draw = TAILS[tail]
+    for seed in range(2):
+        rng, trend = random.Random(seed), LatencyTrend(window)
+        alarms = sum(trend.queueing(0.1 * draw(rng)) for _ in range(50_000))
+        assert alarms == 0, f"{tail}, seed {seed}: {alarms} false alarms"
+
+
+@pytest.mark.parametrize("window", [10, 64, 512])
+def test_a_sustained_tripling_of_latency_is_seen_within_two_windows(window: int) -> None:
+    rng, trend = random.Random(7), LatencyTrend(window)
+    for _ in range(20 * trend.window):
+        assert not trend.queueing(rng.expovariate(10.0))  # mean 100 ms
+    seen = next(
+        (n for n in range(1, 10 * trend.window) if trend.queueing(rng.expovariate(10.0 / 3))),
+        None,
+    )
+    assert seen is not None and seen <= 2 * trend.window, seen
+
+
+def test_one_hung_request_is_not_a_trend() -> None:
+    trend = LatencyTrend(64)
+    for _ in range(1000):
+        trend.queueing(0.1)
+    assert not trend.queueing(300.0)  # a timeout counts as ten times the long-run level
+    assert trend.recent < 0.2
+
+
+def test_exponential_latency_keeps_the_window_at_the_ceiling() -> None:
+    """The tail case of issue 16: noise alone must never cut the window (each cut cost
+    thousands of requests of throughput before this was fixed)."""
+
+    async def main() -> None:
+        limiter, time = make_concurrency(ceiling=64)
+        rng, lowest = random.Random(3), 64
+        for _ in range(20_000):
+            time.now += 0.1 / 64
+            await limiter.acquire()
+            await limiter.release(throttled=False, latency_s=rng.expovariate(10.0))
+            lowest = min(lowest, limiter.current)
+        assert lowest == 64
 
     run(main)
 

@@ -90,16 +90,16 @@ def wire_for(
     if request_tags:
         headers[TAGS_HEADER] = encode_request_tags(request_tags)
     task = _TASKS[endpoint.task]
-    model, fixed = endpoint.model, dict(params)
+    fixed = dict(params)
 
     def encode(inputs: Sequence[Any]) -> dict[str, Any]:
-        return operation.encode_request(task.request(inputs, model, fixed))
+        return operation.encode_request(task.request(inputs, endpoint, fixed))
 
     def decode(body: Any, inputs: Sequence[Any]) -> tuple[list[Any], Usage]:
         return task.outputs(operation.decode_response(body, len(inputs)), inputs)
 
     return Wire(
-        spoken.url(endpoint.base_url, operation, model),
+        spoken.url(endpoint.base_url, operation, endpoint.model),
         spoken.api_type(operation),
         headers,
         encode,
@@ -113,12 +113,14 @@ def wire_for(
 
 @dataclass(frozen=True, slots=True)
 class _Task:
-    request: Callable[[Sequence[Any], str, Mapping[str, Any]], Any]
+    request: Callable[[Sequence[Any], Endpoint, Mapping[str, Any]], Any]
     outputs: Callable[[Any, Sequence[Any]], tuple[list[Any], Usage]]
 
 
-def _chat_request(inputs: Sequence[Any], model: str, params: Mapping[str, Any]) -> ChatRequest:
-    prompt = inputs[0]
+def _chat_request(
+    inputs: Sequence[Any], endpoint: Endpoint, params: Mapping[str, Any]
+) -> ChatRequest:
+    prompt, model = inputs[0], endpoint.model
     if not isinstance(prompt, Prompt):
         return ChatRequest((Message("user", _utf8(prompt)),), model, params)
     user = Message("user", _utf8(prompt.text), prompt.images)
@@ -162,15 +164,17 @@ def _custom_outputs(result: CustomResult, inputs: Sequence[Any]) -> tuple[list[A
 _TASKS: dict[str, _Task] = {
     CHAT: _Task(_chat_request, _chat_outputs),
     COMPLETIONS: _Task(
-        lambda i, model, params: CompletionRequest(tuple(map(_utf8, i)), model, params),
+        lambda i, endpoint, params: CompletionRequest(tuple(map(_utf8, i)), endpoint.model, params),
         _completion_outputs,
     ),
     EMBEDDINGS: _Task(
-        lambda i, model, params: EmbeddingRequest(tuple(map(_utf8, i)), model),
+        lambda i, endpoint, params: EmbeddingRequest(
+            tuple(map(_utf8, i)), endpoint.model, endpoint.encoding_format
+        ),
         _embedding_outputs,
     ),
     CUSTOM: _Task(
-        lambda i, model, params: CustomRequest(tuple(_utf8_json(r) for r in i)),
+        lambda i, endpoint, params: CustomRequest(tuple(_utf8_json(r) for r in i)),
         _custom_outputs,
     ),
 }

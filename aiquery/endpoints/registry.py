@@ -58,6 +58,7 @@ _ENDPOINT_KEYS = {
     "tokens_per_minute",
     "timeout_s",
     "max_batch_size",
+    "encoding_format",
 }
 
 
@@ -88,6 +89,9 @@ class Endpoint:
     tokens_per_minute: float | None = None
     timeout_s: float = 297.0  # Databricks' model-serving execution limit
     max_batch_size: int = 100  # embedding inputs per request
+    # How embeddings travel: base64 float32 (read in place), or JSON numbers for a server
+    # that refuses the OpenAI field. A server that ignores it and sends numbers is read too.
+    encoding_format: str = "base64"
     source: str = "builtin"
 
     @property
@@ -254,6 +258,7 @@ def _endpoint_from_spec(
             tokens_per_minute=_positive(spec, "tokens_per_minute", where, float),
             timeout_s=_positive(spec, "timeout_s", where, float) or 297.0,
             max_batch_size=_positive(spec, "max_batch_size", where, int) or 100,
+            encoding_format=_encoding_format(spec, where),
             source=source,
         )
     except (TypeError, ValueError) as e:
@@ -270,6 +275,16 @@ def _token(spec: Mapping[str, Any], where: str, env: Mapping[str, str]) -> Secre
         return Secret(env[var])
     token = spec.get("token")
     return Secret(str(token)) if token else None
+
+
+def _encoding_format(spec: Mapping[str, Any], where: str) -> str:
+    value = spec.get("encoding_format", "base64")
+    if value not in ("base64", "float"):
+        raise ConfigError(
+            f"{where}: encoding_format must be 'base64' (the default) or 'float' (for a server "
+            f"that refuses base64 embeddings), not {value!r}"
+        )
+    return str(value)
 
 
 def _positive(spec: Mapping[str, Any], key: str, where: str, kind: type) -> Any:

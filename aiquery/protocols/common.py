@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
 
 # Databricks task names, as `GET /api/2.0/serving-endpoints` reports them.
 CHAT = "llm/v1/chat"
@@ -142,9 +145,13 @@ class EmbeddingRequest:
     encoding_format: str = "float"  # "float" | "base64" (OpenAI SDK default)
 
 
+# An embedding: float32 values as decoded (a numpy array), or Python floats as built.
+Vector: TypeAlias = Sequence[float] | npt.NDArray[np.floating[Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class EmbeddingResult:
-    vectors: tuple[tuple[float, ...], ...]
+    vectors: tuple[Vector, ...]
     usage: Usage
     model: str | None = None
     encoding_format: str = "float"  # as the request asked

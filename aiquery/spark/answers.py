@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 from pyspark.sql.pandas.types import to_arrow_type
 from pyspark.sql.types import (
@@ -209,10 +210,25 @@ def to_arrow_array(
     """
     arrow_type = to_arrow_type(t, timestamp_utc=True, prefers_large_types=prefers_large_types)
     rows = list(values)
+    if pa.types.is_list(arrow_type) and any(isinstance(v, np.ndarray) for v in rows):
+        return _vectors(rows, arrow_type)
     if timezone is not None and _has_timestamp(t):
         zone = _zone(timezone)
         rows = [_localise(v, t, zone) for v in rows]
     return pa.array(rows, type=arrow_type)
+
+
+def _vectors(rows: list[Any], arrow_type: pa.ListType) -> pa.Array:
+    """Embeddings as one list array built from their buffers: no Python float per value
+    (pa.array converts a list of numpy arrays ~40x more slowly)."""
+    present = [v for v in rows if v is not None]
+    lengths = np.fromiter((0 if v is None else len(v) for v in rows), np.int32, len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate([np.asarray(v) for v in present]) if present else np.array([])
+    items = pa.array(flat.astype(arrow_type.value_type.to_pandas_dtype(), copy=False))
+    mask = pa.array([v is None for v in rows], type=pa.bool_())
+    return pa.ListArray.from_arrays(pa.array(offsets), items, type=arrow_type, mask=mask)
 
 
 def _has_timestamp(t: DataType) -> bool:

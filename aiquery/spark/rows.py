@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from pyspark.sql.types import StringType
 
 from aiquery.client.engine import RowResult
 from aiquery.client.wire import Prompt
 from aiquery.errors import InvalidArgumentError, ParseCastError, RequestError
-from aiquery.protocols.common import CUSTOM, Image
+from aiquery.protocols.common import CUSTOM, Image, Vector
 from aiquery.protocols.images import FORMATS, sniff
 from aiquery.protocols.tasks import KINDS, Task, TaskAnswerError, decode, system_prompt
 from aiquery.spark import answers
@@ -125,11 +126,11 @@ class Rows:
             decoded = decode(spec.task, value, content if isinstance(content, str) else "")
             return json.dumps(decoded, ensure_ascii=False) if spec.variant else decoded
         if spec.parse_answer:
-            text = value if isinstance(value, str) else json.dumps(value)
+            text = value if isinstance(value, str) else _json(value)
             return answers.parse_answer(text, self.value_type)
         if isinstance(self.value_type, StringType):
-            return value if isinstance(value, str) else json.dumps(value)
-        return value  # embeddings: a list of floats
+            return value if isinstance(value, str) else _json(value)
+        return value  # embeddings: float32 values, straight into ARRAY<FLOAT>
 
     def _similarity(self, a: RowResult, b: RowResult) -> float | None:
         error = a.error or b.error
@@ -140,13 +141,20 @@ class Rows:
         return cosine(a.value, b.value)
 
 
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    """The cosine of two vectors, clamped to [0, 1] (1: the same text)."""
-    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
+def cosine(a: Vector, b: Vector) -> float:
+    """The cosine of two vectors, clamped to [0, 1] (1: the same text); in float64."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"vectors of {x.size} and {y.size} values cannot be compared")
+    norm = math.sqrt(float(np.dot(x, x))) * math.sqrt(float(np.dot(y, y)))
     if norm == 0:
         return 0.0
-    return min(1.0, max(0.0, dot / norm))
+    return min(1.0, max(0.0, float(np.dot(x, y)) / norm))
+
+
+def _json(value: Any) -> str:
+    """An answer that is not text as JSON (an embedding as its list of numbers)."""
+    return json.dumps(value.tolist() if isinstance(value, np.ndarray) else value)
 
 
 def _translate_prompt(content: str, language: Any, task: Task) -> Prompt | None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -132,7 +133,8 @@ def _model_outputs(request: Any) -> list[Any]:
     if isinstance(request, CompletionRequest):
         return [models.complete(p).text for p in request.prompts]
     if isinstance(request, EmbeddingRequest):
-        return [tuple(embed(t, DIM)) for t in request.inputs]
+        # float32 on the wire (base64), as the client reads it.
+        return [np.asarray(embed(t, DIM), dtype=np.float32).tolist() for t in request.inputs]
     return [models.custom_predict(r) for r in request.records]
 
 
@@ -172,7 +174,8 @@ def test_inputs_reach_the_emulator_intact_and_its_answers_reach_the_client_intac
     body = operation.encode_response(answered.result)
     outputs, usage = wire.decode(json.loads(_server_bytes(body)), inputs)
 
-    assert outputs == _model_outputs(request)
+    plain = [v.tolist() if isinstance(v, np.ndarray) else v for v in outputs]
+    assert plain == _model_outputs(request)
     assert len(outputs) == len(inputs)
     if task == EMBEDDINGS:
         assert all(len(v) == DIM and all(math.isfinite(x) for x in v) for v in outputs)
@@ -243,7 +246,7 @@ def test_embeddings_come_back_in_input_order_whatever_order_the_server_lists_the
     rng.shuffle(body["data"])
     inputs = [f"text {i}" for i in range(len(vectors))]
     outputs, usage = _wire("openai", EMBEDDINGS).decode(json.loads(_server_bytes(body)), inputs)
-    assert outputs == [tuple(v) for v in vectors]
+    assert [v.tolist() for v in outputs] == vectors  # float32 values (the strategy makes them)
     assert usage == Usage(3, 0)
 
 
@@ -488,7 +491,10 @@ def test_a_garbled_answer_is_a_retryable_protocol_error_or_a_well_formed_result(
     # What BatchEngine and the UDF rely on: one output per input, text Arrow can hold,
     # token counts that are counts.
     assert len(outputs) == rows
-    json.dumps(outputs, ensure_ascii=False).encode("utf-8")
+    vectors = [o for o in outputs if isinstance(o, np.ndarray)]
+    assert all(v.ndim == 1 and v.dtype == np.float32 for v in vectors)  # ARRAY<FLOAT> as is
+    others = [o for o in outputs if not isinstance(o, np.ndarray)]
+    json.dumps(others, ensure_ascii=False).encode("utf-8")
     for count in (usage.input_tokens, usage.output_tokens):
         assert isinstance(count, int) and not isinstance(count, bool) and count >= 0
 

@@ -6,6 +6,7 @@ import dataclasses
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
 from aiquery.client.engine import BatchEngine, EngineSettings, RowResult
@@ -14,6 +15,7 @@ from aiquery.client.wire import wire_for
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
+from aiquery.serving.embedding import embed
 from aiquery.serving.models import chat_reply
 from aiquery.serving.server import EmulatorServer
 
@@ -105,6 +107,22 @@ def test_embeddings_are_batched_into_few_requests(
     stats = control.stats()["databricks-gte-large-en"]
     assert stats["requests"] == 4
     assert stats["items"] == 100
+
+
+@pytest.mark.parametrize("encoding", ["base64", "float"])
+def test_embeddings_arrive_as_the_models_float32_vectors_in_either_encoding(
+    emulator: EmulatorServer, encoding: str
+) -> None:
+    ep = endpoint(
+        emulator, "databricks-gte-large-en", task="llm/v1/embeddings", encoding_format=encoding
+    )
+    body = wire_for(ep, {}).encode(["a text"])
+    assert body.get("encoding_format", "float") == encoding  # float: the field is left out
+    texts = [f"embedding text {i}" for i in range(30)]
+    (results,) = run(ep, [texts])
+    for text, result in zip(texts, results, strict=True):
+        assert isinstance(result.value, np.ndarray) and result.value.dtype == np.float32
+        assert result.value.tolist() == np.asarray(embed(text, 1024), dtype=np.float32).tolist()
 
 
 def test_request_tags_reach_the_server(emulator: EmulatorServer, control: EmulatorControl) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
@@ -24,6 +25,7 @@ from aiquery.errors import InvalidArgumentError
 from aiquery.functions import ai_query
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
+from aiquery.serving.embedding import embed
 from aiquery.serving.models import chat_reply
 from aiquery.serving.server import EmulatorServer
 
@@ -78,13 +80,22 @@ def test_gateway_names_and_case_insensitive_function(spark, workspace, texts) ->
 def test_embeddings_return_array_float_in_few_requests(
     spark, workspace, texts, control: EmulatorControl
 ) -> None:  # type: ignore[no-untyped-def]
-    df = aiquery.sql(spark, "SELECT id, ai_query('databricks-gte-large-en', text) AS v FROM texts")
+    df = aiquery.sql(
+        spark,
+        "SELECT id, ai_query('databricks-gte-large-en', text) AS v, "
+        "ai_query('databricks-gte-large-en', text, failOnError => false) AS w FROM texts",
+    )
     assert df.schema["v"].dataType == ArrayType(FloatType())
-    rows = {r.id: r.v for r in df.collect()}
-    assert [len(rows[i]) for i in range(3)] == [1024] * 3
-    assert rows[3] is None
+    assert (
+        df.schema["w"].dataType.simpleString() == "struct<result:array<float>,errorMessage:string>"
+    )
+    rows = {r.id: r for r in df.collect()}
+    for i in range(3):  # the model's float32 values, bit for bit, from base64 on the wire
+        vector = np.asarray(embed(TEXTS[i], 1024), dtype=np.float32).tolist()
+        assert rows[i].v == rows[i].w.result == vector
+    assert rows[3].v is None and rows[3].w.result is None
     stats = control.stats()["databricks-gte-large-en"]
-    assert stats["items"] == 3 and stats["requests"] < 3
+    assert stats["items"] == 6 and stats["requests"] < 6
 
 
 def test_return_type_and_response_format_give_a_typed_struct(spark, workspace, texts) -> None:  # type: ignore[no-untyped-def]

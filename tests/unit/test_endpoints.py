@@ -215,6 +215,7 @@ def test_a_minimal_file_endpoint_gets_the_documented_defaults(tmp_path: Path) ->
     assert endpoint.token is None
     assert (endpoint.max_concurrency, endpoint.requests_per_minute) == (None, None)
     assert (endpoint.timeout_s, endpoint.max_batch_size) == (297.0, 100)
+    assert endpoint.encoding_format == "base64"
 
 
 @pytest.mark.parametrize(
@@ -366,6 +367,7 @@ BAD_SPECS = [
     pytest.param(spec(tokens_per_minute=-1.5), "tokens_per_minute must be a positive", id="tpm"),
     pytest.param(spec(timeout_s=0), "timeout_s must be a positive", id="timeout"),
     pytest.param(spec(max_batch_size=0), "max_batch_size must be a positive", id="batch"),
+    pytest.param(spec(encoding_format="hex"), "encoding_format must be 'base64'", id="format"),
 ]
 
 

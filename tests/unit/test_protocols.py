@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -96,8 +97,17 @@ def test_embeddings_round_trip_in_both_encodings(vectors: list[list[float]], fmt
     result = EmbeddingResult(tuple(tuple(v) for v in vectors), Usage(7, 0), encoding_format=fmt)
     body = oai.encode_embedding_response(result)
     decoded = oai.decode_embedding_response(body, len(vectors))
-    assert decoded.vectors == result.vectors
+    # Read as float32 arrays in either encoding (no Python float per value).
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in decoded.vectors)
+    assert [v.tolist() for v in decoded.vectors] == vectors
     assert decoded.usage.input_tokens == 7
+
+
+def test_a_malformed_base64_embedding_is_a_protocol_error() -> None:
+    for bad, problem in [("not base64!", "not valid base64"), ("AAAA", "whole number")]:
+        body = {"data": [{"index": 0, "embedding": bad}]}
+        with pytest.raises(ProtocolError, match=problem):
+            oai.decode_embedding_response(body, 1)
 
 
 def test_embedding_response_restores_input_order() -> None:
@@ -105,7 +115,8 @@ def test_embedding_response_restores_input_order() -> None:
         "data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": [1.0]}],
         "usage": {"prompt_tokens": 2},
     }
-    assert oai.decode_embedding_response(body, 2).vectors == ((1.0,), (2.0,))
+    vectors = oai.decode_embedding_response(body, 2).vectors
+    assert [list(v) for v in vectors] == [[1.0], [2.0]]
     with pytest.raises(ProtocolError, match="expected 3"):
         oai.decode_embedding_response(body, 3)
     body["data"][0]["index"] = 0

@@ -17,8 +17,11 @@ same generated rows with:
 Workloads (latency injected by the emulator): A chat, fixed 100 ms; B chat, exponential
 latency with mean 100 ms; C chat limited to 300 requests/s (429 + Retry-After beyond):
 sustained rows/s and 429 share after a 10 s ramp, from the emulator's request log; D
-embeddings, batched requests; E memory: peak RSS of the PySpark workers and of the driver
-at `--rows` and 10x as many rows, 1 ms latency.
+embeddings, batched requests, base64 float32 on the wire for both aiquery and the bare loop;
+E memory: peak RSS of the PySpark workers and of the driver at 200,000 and 2,000,000 rows
+(with `--rows N`: N and 10N), 1 ms latency, and the usage commit's time; F and Fexp: what
+real LLM endpoints look like, 2 s latency (fixed; exponential), ~2 KB prompts and ~1 KB
+answers, 2 tasks x 512 in flight beside the bare loop at 1,024.
 
 How: client CPU is utime+stime from /proc of the Python driver plus every PySpark
 daemon/worker (a worker that exited counts through its daemon's children times); the JVM's
@@ -29,10 +32,11 @@ table's latency_ms for aiquery (not read in --quick, and n/a with usage off), th
 timing for the naive baseline, the loop's for bare. `others` is the share of the machine's
 CPU used by processes outside this benchmark meanwhile: a busy machine lowers every figure.
 
-Figures are printed with PASS/MISS against issue 6's targets and written as JSON; nothing
+Figures are printed with PASS/MISS against issue 6's and issue 16's targets and written as
+JSON (with `aiquery_over_bare` per workload: the bare loop is the practical limit); nothing
 is asserted. Each measurement has a timeout; the emulator process is killed at the end.
 
-    python -m benchmarks.throughput [--rows 20000] [--workloads A,B,C,D,E] [--quick] [--json PATH]
+    python -m benchmarks.throughput [--rows 20000] [--workloads A,B,C,D,E,F] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ TASKS = 2  # local[2]: two partitions, two tasks at once
 PER_TASK = 64  # aiquery.concurrencyPerTask (its default)
 CONCURRENCY = TASKS * PER_TASK
 BATCH = 100  # embedding inputs per request (aiquery's default max_batch_size)
-WORKLOADS = "ABCDE"
+WORKLOADS = "ABCDEF"
 SYSTEMS = ("aiquery", "aiquery_usage_off", "naive_udf", "bare_aiohttp")
 MAX_TIMEOUT_S = 900.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -80,6 +84,12 @@ MAX_429_SHARE = 0.02
 D_OVER_A = 10.0
 AIQUERY_OVER_NAIVE = 40.0
 MAX_RSS_GROWTH = 0.25
+
+# Issue 16's targets (performance II).
+MIN_OVER_BARE = {"B": 0.97, "D": 0.9, "F": 0.97, "Fexp": 0.97}
+MAX_F_CPU_MS = 0.3
+MAX_D_WORKER_RSS_MB = 600.0
+MAX_SCALE_RSS_GROWTH = 0.10  # E at 10x the rows (2,000,000 against 200,000)
 
 
 def prompt(i: int) -> str:
@@ -93,6 +103,18 @@ PROMPT_SQL = (
 )
 
 
+def long_prompt(i: int) -> str:
+    """Workload F's ~2 KB prompt; the emulator answers its ~1.1 KB first sentence (40 words)."""
+    return "Summarize: " + f"observation-{i:08d}-detail " * 40 + ". " + FILLER * 30
+
+
+FILLER = "Further context follows here. "
+LONG_PROMPT_SQL = (
+    "concat('Summarize: ', repeat(concat('observation-', lpad(CAST(id AS STRING), 8, '0'), "
+    f"'-detail '), 40), '. ', repeat('{FILLER}', 30))"
+)
+
+
 @dataclass(frozen=True)
 class Plan:
     rows: int = 20_000
@@ -101,14 +123,22 @@ class Plan:
     rate_per_s: float = 300.0  # workload C's limit
     rate_rows: int = 9_000  # workload C: ~30 s at the limit, a 10 s ramp then 20 s sustained
     ramp_s: float = 10.0
-    memory_rows: tuple[int, ...] = (20_000, 200_000)
+    memory_rows: tuple[int, ...] = (200_000, 2_000_000)
     memory_latency_ms: float = 1.0
     usage_latency: bool = True  # read aiquery's latencies from the usage table (a MERGE each)
+    # Workload F: realistic LLM latency, many in flight, ~2 KB prompts and ~1 KB answers.
+    long_rows: int = 20_000
+    long_latency_ms: float = 2000.0
+    long_per_task: int = 512
     quick: bool = False
 
     @property
     def theoretical(self) -> float:
         return CONCURRENCY / (self.latency_ms / 1000)
+
+    @property
+    def long_theoretical(self) -> float:
+        return TASKS * self.long_per_task / (self.long_latency_ms / 1000)
 
 
 QUICK = Plan(
@@ -119,6 +149,9 @@ QUICK = Plan(
     rate_rows=300,
     ramp_s=0.5,
     memory_rows=(300,),
+    long_rows=600,
+    long_latency_ms=50.0,
+    long_per_task=64,
     usage_latency=False,
     quick=True,
 )
@@ -371,12 +404,14 @@ def decode_vector(text: str) -> Any:
 
 
 async def bare_loop(spec: dict[str, Any]) -> dict[str, Any]:
-    """`rows` prompts through `CONCURRENCY` coroutines sharing one aiohttp session."""
+    """`rows` prompts through `concurrency` coroutines sharing one aiohttp session."""
     import aiohttp
 
     embeddings = spec["endpoint"] == EMBEDDINGS
     size = BATCH if embeddings else 1
-    texts = [prompt(i) for i in range(spec["rows"])]
+    concurrency = spec.get("concurrency", CONCURRENCY)
+    make = long_prompt if spec.get("long") else prompt
+    texts = [make(i) for i in range(spec["rows"])]
     pending = iter([texts[i : i + size] for i in range(0, len(texts), size)])
     url = f"{spec['url']}/serving-endpoints/{spec['endpoint']}/invocations"
     headers = {"Authorization": f"Bearer {spec['token']}", "Content-Type": "application/json"}
@@ -416,10 +451,10 @@ async def bare_loop(spec: dict[str, Any]) -> dict[str, Any]:
                 delay = float(wait_ms) / 1000 if wait_ms else 0.5
                 await asyncio.sleep(delay + rng.uniform(0, min(1.0, 0.1 * delay + 0.05)))
 
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
         before, started = os.times(), time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         seconds, after = time.perf_counter() - started, os.times()
     return {
         "rows": done,
@@ -430,9 +465,12 @@ async def bare_loop(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_bare(url: str, token: str, endpoint: str, rows: int, timeout_s: float) -> dict[str, Any]:
+def run_bare(
+    url: str, token: str, endpoint: str, rows: int, timeout_s: float, **more: Any
+) -> dict[str, Any]:
     """The bare loop in a process of its own, so its CPU and memory are its own."""
     spec = {"url": url, "token": token, "endpoint": endpoint, "rows": rows, "timeout_s": timeout_s}
+    spec.update(more)
     finished = subprocess.run(
         [sys.executable, "-m", "benchmarks.throughput", "--bare-loop", json.dumps(spec)],
         capture_output=True,
@@ -559,9 +597,10 @@ class Bench:
         self.systems = systems
         self.processes = Processes(exclude={emulator.process.pid})
 
-    def view(self, rows: int) -> str:
-        name = f"bench_rows_{rows}"
-        rows_df = self.spark.range(0, rows, 1, TASKS).selectExpr(f"{PROMPT_SQL} AS p")
+    def view(self, rows: int, long: bool = False) -> str:
+        name = f"bench_{'long_' if long else ''}rows_{rows}"
+        text = LONG_PROMPT_SQL if long else PROMPT_SQL
+        rows_df = self.spark.range(0, rows, 1, TASKS).selectExpr(f"{text} AS p")
         rows_df.createOrReplaceTempView(name)
         return name
 
@@ -624,13 +663,19 @@ class Bench:
         rate: float,
         *,
         usage: bool = True,
+        long: bool = False,
     ) -> tuple[Result, list[dict[str, Any]]]:
-        view = self.view(rows)
-        result, _, log, probe = self.measure_spark(
-            endpoint,
-            lambda: run_aiquery(self.spark, view, endpoint, usage),
-            60 + 5 * rows / rate,
-        )
+        view = self.view(rows, long)
+        per_task = self.plan.long_per_task if long else PER_TASK
+        self.spark.conf.set("aiquery.concurrencyPerTask", str(per_task))
+        try:
+            result, _, log, probe = self.measure_spark(
+                endpoint,
+                lambda: run_aiquery(self.spark, view, endpoint, usage),
+                60 + 5 * rows / rate,
+            )
+        finally:
+            self.spark.conf.set("aiquery.concurrencyPerTask", str(PER_TASK))
         if usage and self.plan.usage_latency:
             # Flushing also keeps this job's usage MERGE out of the next measurement.
             latencies = usage_latencies(self.spark, endpoint, probe.wall, time.time())
@@ -649,12 +694,17 @@ class Bench:
         result.p50_ms, result.p99_ms = percentiles(latencies or []).values()
         return result, log
 
-    def bare(self, endpoint: str, rows: int, rate: float) -> tuple[Result, list[dict[str, Any]]]:
+    def bare(
+        self, endpoint: str, rows: int, rate: float, long: bool = False
+    ) -> tuple[Result, list[dict[str, Any]]]:
         timeout_s = min(60 + 5 * rows / rate, MAX_TIMEOUT_S)
         em, error = self.emulator, None
+        concurrency = TASKS * (self.plan.long_per_task if long else PER_TASK)
         with Probe(self.processes, em.process.pid) as probe:
             try:
-                out = run_bare(em.url, em.token, endpoint, rows, timeout_s)
+                out = run_bare(
+                    em.url, em.token, endpoint, rows, timeout_s, long=long, concurrency=concurrency
+                )
             except (subprocess.SubprocessError, ValueError) as e:
                 out, error = {"rows": 0, "seconds": probe.seconds, "cpu_s": 0.0}, repr(e)[:300]
         counts = em.counts(endpoint)
@@ -682,27 +732,34 @@ class Bench:
         if name == "E":
             return self.memory()
         plan = self.plan
-        endpoint, rows, rate = CHAT, plan.rows, plan.theoretical
+        endpoint, rows, rate, latency_ms = CHAT, plan.rows, plan.theoretical, plan.latency_ms
         faults: dict[str, Any] = {}
-        if name == "B":
+        long = name.startswith("F")
+        if name in ("B", "Fexp"):
             faults["latency_distribution"] = "exponential"
         if name == "C":
             rows, rate = plan.rate_rows, plan.rate_per_s
             faults["requests_per_minute"] = plan.rate_per_s * 60
         if name == "D":
             endpoint = EMBEDDINGS
+        if long:
+            rows, rate, latency_ms = plan.long_rows, plan.long_theoretical, plan.long_latency_ms
         out: dict[str, Result] = {}
         for system in SYSTEMS:
             if system not in self.systems or (system == "aiquery_usage_off" and name != "A"):
                 continue
-            self.emulator.configure(endpoint, plan.latency_ms, **faults)
+            if system == "naive_udf" and long:
+                continue  # one request at a time at 2 s each: hours
+            self.emulator.configure(endpoint, latency_ms, **faults)
             began = time.perf_counter()
             if system.startswith("aiquery"):
-                result, log = self.aiquery(endpoint, rows, rate, usage=system == "aiquery")
+                result, log = self.aiquery(
+                    endpoint, rows, rate, usage=system == "aiquery", long=long
+                )
             elif system == "naive_udf":
                 result, log = self.naive(endpoint)
             else:
-                result, log = self.bare(endpoint, rows, rate * (BATCH if name == "D" else 1))
+                result, log = self.bare(endpoint, rows, rate * (BATCH if name == "D" else 1), long)
             if name == "C":
                 result.extra = rate_window(log, plan.ramp_s, plan.rate_per_s)
                 sustained = result.extra.get("sustained_rows_per_s") or result.rows_per_s
@@ -760,8 +817,18 @@ def _progress(workload: str, system: str, result: Result, spent: float) -> None:
 # --- the report ---------------------------------------------------------------------------
 
 
+def over_bare(results: dict[str, dict[str, Result]]) -> dict[str, float]:
+    """aiquery's rows/s over the bare loop's in the same run, per workload."""
+    out = {}
+    for workload, systems in results.items():
+        a, b = systems.get("aiquery"), systems.get("bare_aiohttp")
+        if a is not None and b is not None and b.rows_per_s and not a.error and not b.error:
+            out[workload] = round(a.rows_per_s / b.rows_per_s, 3)
+    return out
+
+
 def checks(results: dict[str, dict[str, Result]], plan: Plan) -> list[dict[str, Any]]:
-    """Each of issue 6's targets with its figure and PASS/MISS (printed, never asserted)."""
+    """Each of issue 6's and 16's targets with its figure and PASS/MISS (never asserted)."""
     out: list[dict[str, Any]] = []
 
     def check(name: str, value: float | None, target: str, ok: bool) -> None:
@@ -798,7 +865,21 @@ def checks(results: dict[str, dict[str, Result]], plan: Plan) -> list[dict[str, 
             )
             growth = round(b_mb / a_mb - 1, 3) if a_mb and b_mb else None
             name = f"E {role} peak RSS growth, {small.rows:,} -> {large.rows:,} rows"
-            check(name, growth, f"< {MAX_RSS_GROWTH}", growth is not None and growth < MAX_RSS_GROWTH)  # fmt: skip
+            limit = MAX_SCALE_RSS_GROWTH if large.rows >= 2_000_000 else MAX_RSS_GROWTH
+            check(name, growth, f"<= {limit}", growth is not None and growth <= limit)
+    # Issue 16: the ratio to the bare loop in the same run, where the bare loop is the limit.
+    ratios = over_bare(results)
+    for w, floor in MIN_OVER_BARE.items():
+        if w in results and "aiquery" in results[w]:
+            ratio = ratios.get(w)
+            check(f"{w} aiquery over bare_aiohttp", ratio, f">= {floor}", (ratio or 0) >= floor)
+    for w in ("F", "Fexp"):
+        if (r := get(w, "aiquery")) is not None:
+            cpu = r.cpu_ms_per_request
+            check(f"{w} aiquery client CPU ms/request", cpu, f"<= {MAX_F_CPU_MS}", cpu is not None and cpu <= MAX_F_CPU_MS)  # fmt: skip
+    if (d := get("D", "aiquery")) is not None:
+        rss = d.worker_peak_rss_mb
+        check("D aiquery workers' peak RSS MB", rss, f"<= {MAX_D_WORKER_RSS_MB:g}", rss is not None and rss <= MAX_D_WORKER_RSS_MB)  # fmt: skip
     return out
 
 
@@ -825,14 +906,14 @@ def print_report(
         f"in flight, emulator latency {plan.latency_ms:g} ms, {os.cpu_count()} CPUs; theoretical "
         f"{plan.theoretical:,.0f} rows/s (A, B), {plan.rate_per_s:g} requests/s allowed (C)"
     )
-    print(f"{'':2}{'system':<19}" + "".join(h.rjust(w) for h, _, w in COLUMNS))
+    print(f"{'':5}{'system':<19}" + "".join(h.rjust(w) for h, _, w in COLUMNS))
     for workload, systems in results.items():
         for system, r in systems.items():
             values = asdict(r)
             cells = "".join(_cell(values[key], width) for _, key, width in COLUMNS)
-            print(f"{workload:<2}{system:<19}{cells}" + (f"  ERROR {r.error}" if r.error else ""))
+            print(f"{workload:<5}{system:<19}{cells}" + (f"  ERROR {r.error}" if r.error else ""))
             if r.extra:
-                print(f"{'':21}{json.dumps(r.extra)}")
+                print(f"{'':24}{json.dumps(r.extra)}")
     print(
         f"\nnaive_udf: first {plan.naive_rows} rows only. cpu: Python driver + PySpark workers "
         "(bare_aiohttp: its own process); jvm, emu: the JVM's and the emulator's CPU, not in cpu.\n"
@@ -847,6 +928,14 @@ def print_report(
     ]
     if busy:
         print(f"note: other processes used much of the CPU during {', '.join(busy)}: rerun those")
+    ratios = ", ".join(f"{w} {r}" for w, r in over_bare(results).items())
+    if ratios:
+        print(f"\naiquery over bare_aiohttp (rows/s, same run): {ratios}")
+    print(
+        f"F, Fexp: {plan.long_latency_ms:g} ms latency (fixed, exponential), ~2 KB prompts, ~1 KB "
+        f"answers, {TASKS} tasks x {plan.long_per_task} in flight (bare: "
+        f"{TASKS * plan.long_per_task}); theoretical {plan.long_theoretical:,.0f} rows/s"
+    )
     print("\ntargets (figures only; nothing here gates CI)")
     for v in verdicts:
         mark = "PASS" if v["pass"] else "MISS"
@@ -893,9 +982,10 @@ def run(
             print(f"Spark up and warm in {time.perf_counter() - began:.0f} s", file=sys.stderr)
             # E first: the workers' memory is then not what an earlier workload left behind
             # (D's embeddings leave them at ~1.4 GB); the table keeps the A..E order.
-            for workload in sorted(workloads, key=lambda w: w != "E"):
+            names = [n for w in workloads for n in (("F", "Fexp") if w == "F" else (w,))]
+            for workload in sorted(names, key=lambda w: w != "E"):
                 results[workload] = bench.workload(workload)
-            results = {w: results[w] for w in workloads}
+            results = {w: results[w] for w in names}
     finally:
         if spark is not None:
             spark.stop()
@@ -916,6 +1006,7 @@ def run(
         "workloads": {
             w: {s: asdict(r) for s, r in systems.items()} for w, systems in results.items()
         },
+        "aiquery_over_bare": over_bare(results),
         "checks": verdicts,
     }
 
@@ -938,7 +1029,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, help="rows of A, B, D and E (E also 10x; C at most 9000)")  # fmt: skip
     parser.add_argument("--naive-rows", type=int, help="rows of the naive UDF (default 400)")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="default A,B,C,D,E")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="default A,B,C,D,E,F")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="default: all of them")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and latency; E small only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/throughput.json"))

@@ -98,6 +98,19 @@ def test_embeddings_return_array_float_in_few_requests(
     assert stats["items"] == 6 and stats["requests"] < 6
 
 
+def test_a_batch_of_vectors_goes_back_in_slices_in_row_order(spark, workspace) -> None:  # type: ignore[no-untyped-def]
+    # One partition of 2,100 rows: one Arrow batch, handed back in slices of 1,024 rows.
+    df = aiquery.sql(
+        spark,
+        "SELECT id, ai_query('databricks-gte-large-en', concat('row text ', CAST(id AS STRING))) "
+        "AS v FROM range(0, 2100, 1, 1)",
+    )
+    rows = df.collect()
+    assert [r.id for r in rows] == list(range(2100))
+    for r in rows[::97] + rows[1020:1030] + rows[-3:]:
+        assert r.v == np.asarray(embed(f"row text {r.id}", 1024), dtype=np.float32).tolist()
+
+
 def test_return_type_and_response_format_give_a_typed_struct(spark, workspace, texts) -> None:  # type: ignore[no-untyped-def]
     df = aiquery.sql(
         spark,

@@ -338,13 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         if args.command == "usage":
-            code = _usage(args)
-            # deltalake 1.6 with pyarrow 26 sometimes aborts the interpreter's teardown
-            # ("terminate called without an active exception") after all work is done;
-            # nothing is left to clean up here, so leave without the teardown.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            return _usage(args)
         if args.command in ("sql", "run"):
             return _run_sql(args)
         if args.command == "endpoints":

@@ -8,12 +8,15 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
+import pyarrow.fs as pafs
 import pytest
 
 import aiquery
 from aiquery.functions import ai_query
 from aiquery.serving.control import EmulatorControl
+from aiquery.usage import deltalog
 from aiquery.usage.driver.committer import committer, flush
 from aiquery.usage.driver.settings import usage_settings
 
@@ -191,7 +194,7 @@ def test_request_tags_every_way(spark, workspace, prompts, control: EmulatorCont
     }
 
 
-def test_usage_table_reads_with_delta_rs_and_the_cli(
+def test_usage_table_reads_without_spark_and_the_cli(
     spark, workspace, prompts, control: EmulatorControl, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     from aiquery.usage.report import load_rows
@@ -205,7 +208,7 @@ def test_usage_table_reads_with_delta_rs_and_the_cli(
         spark.conf.unset("aiquery.requestTags")
     flush(spark)
     location = usage_settings(spark).location
-    rows = load_rows(location)  # delta-rs reads the log, pyarrow the files: no Spark
+    rows = load_rows(location)  # pyarrow reads the log and the files: no Spark, no delta-rs
     mine = [r for r in rows if r["endpoint_name"] == "databricks-claude-haiku-4-5"]
     assert len(mine) == 7
     cli = usage_cli("--table", location, "--by", "endpoint", "--by", "team", "--since", "1d")
@@ -221,19 +224,64 @@ def test_usage_table_reads_with_delta_rs_and_the_cli(
 
 
 def usage_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """`aiquery usage ...`, retried only when the process aborted at exit (SIGABRT).
-
-    deltalake 1.6 with pyarrow 26 sometimes aborts a process after all its work is done
-    ("terminate called without an active exception"); the CLI avoids most of it, not all.
-    """
-    for _ in range(3):
-        done = subprocess.run(
-            [sys.executable, "-m", "aiquery.cli", "usage", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if done.returncode != -6:
-            break
+    """`aiquery usage ...`, once: it reads the table without delta-rs, and exits cleanly."""
+    done = subprocess.run(
+        [sys.executable, "-m", "aiquery.cli", "usage", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done
+
+
+def test_the_log_reader_lists_exactly_the_files_delta_rs_lists(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from deltalake import DeltaTable
+
+    table = tmp_path / "log table"  # a space: paths in the log are URL-encoded
+    spark.range(5).selectExpr("id", "CAST(id % 2 AS STRING) AS part").write.format(
+        "delta"
+    ).partitionBy("part").save(str(table))
+    for i in range(11):  # past the checkpoint at version 10, then commits after it
+        spark.range(i, i + 3).selectExpr("id", "CAST(id % 2 AS STRING) AS part").write.format(
+            "delta"
+        ).mode("append").save(str(table))
+    spark.sql(f"DELETE FROM delta.`{table}` WHERE id = 3")  # remove actions
+    assert list((table / "_delta_log").glob("*.checkpoint.parquet"))
+
+    snapshot = deltalog.snapshot(pafs.LocalFileSystem(), str(table))
+    expected = {unquote(urlparse(uri).path) for uri in DeltaTable(str(table)).file_uris()}
+    assert snapshot.version == 12
+    assert set(snapshot.files) == expected and len(snapshot.files) == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("properties", "then", "reason"),
+    [
+        ("'delta.columnMapping.mode' = 'name'", None, "maps column names"),
+        (
+            "'delta.enableDeletionVectors' = 'true'",
+            "DELETE FROM {t} WHERE id = 1",
+            "deletion vector",
+        ),
+    ],
+)
+def test_a_table_the_log_reader_does_not_handle_is_read_by_delta_rs(
+    spark, tmp_path: Path, properties: str, then: str | None, reason: str
+) -> None:  # type: ignore[no-untyped-def]
+    from aiquery.usage.report import load_rows
+
+    table = tmp_path / "usage"
+    t = f"delta.`{table}`"
+    spark.sql(
+        f"CREATE TABLE {t} (request_id STRING, event_time TIMESTAMP, id INT) USING delta "
+        f"TBLPROPERTIES ({properties})"
+    )
+    spark.sql(f"INSERT INTO {t} SELECT uuid(), current_timestamp(), id FROM range(10)")
+    if then:
+        spark.sql(then.format(t=t))
+    with pytest.raises(deltalog.UnsupportedTableError, match=reason):
+        deltalog.snapshot(pafs.LocalFileSystem(), str(table))
+    # delta-rs' query engine reads it, deleted rows and mapped names applied.
+    rows = load_rows(table)
+    assert sorted(r["id"] for r in rows) == [i for i in range(10) if not (then and i == 1)]

@@ -39,7 +39,10 @@ _BATCH_PAYLOAD_CHARS = 3 * 1024 * 1024
 class EngineSettings:
     """How hard one task pushes one endpoint. Picklable: it travels to executors."""
 
-    concurrency: int = 64  # requests in flight per task, at most
+    concurrency: int = 64  # requests in flight per task, at most (the window's ceiling)
+    # Where the window starts; None: at the ceiling. Below it, the window doubles per round
+    # trip while every slot is busy and the endpoint neither throttles nor queues.
+    initial_concurrency: int | None = None
     parallelism: int = 1  # tasks running at once; max_concurrency is split across them
     # The driver's coordinator, when the endpoint's rate limits are held job-wide; without
     # it they are split across `parallelism` tasks.
@@ -51,6 +54,8 @@ class EngineSettings:
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.parallelism < 1:
             raise ValueError("concurrency and parallelism must be >= 1")
+        if self.initial_concurrency is not None and self.initial_concurrency < 1:
+            raise ValueError("initial_concurrency must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +159,9 @@ class BatchEngine:
             self.endpoint,
             self.wire,
             self._transport(self.ceiling),
-            concurrency=AdaptiveConcurrency(self.ceiling),
+            concurrency=AdaptiveConcurrency(
+                self.ceiling, initial=self.settings.initial_concurrency
+            ),
             policy=self.settings.policy,
             breaker=CircuitBreaker(self.settings.breaker_threshold),
             requests=self._budget("requests", rpm),

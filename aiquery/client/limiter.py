@@ -1,8 +1,9 @@
 """Flow control for one Spark task's requests to one endpoint.
 
 Separate knobs with separate primitives, all created on the loop that uses them:
-- `AdaptiveConcurrency`: how many requests are in flight (AIMD: +1/limit per success,
-  x0.7 on a 429 or a latency spike, at most once per cooldown), under a ceiling;
+- `AdaptiveConcurrency`: how many requests are in flight, under a ceiling: from a lower
+  start it first doubles per round trip while the window is full (slow start), then AIMD
+  (+1/limit per success, x0.7 on a 429 or a latency spike, at most once per cooldown);
 - `AdaptiveRate`: how many requests start per second, once the endpoint has said 429
   (x0.7 of the measured send rate per 429, cubic regrowth while requests succeed). Concurrency
   alone cannot slow a client down when the server refuses in a millisecond: one slot
@@ -27,15 +28,19 @@ class AdaptiveConcurrency:
         self,
         ceiling: int,
         *,
+        initial: int | None = None,
         floor: int = 1,
         decrease: float = 0.7,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ceiling < 1 or floor < 1:
-            raise ValueError("ceiling and floor must be >= 1")
+        if ceiling < 1 or floor < 1 or (initial is not None and initial < 1):
+            raise ValueError("ceiling, initial and floor must be >= 1")
         self.ceiling = ceiling
         self.floor = min(floor, ceiling)
-        self.limit = float(ceiling)
+        self.limit = float(min(initial or ceiling, ceiling))
+        # Slow start: +1 per success while every slot is busy (the window doubles per round
+        # trip), until the ceiling or the first sign of "too much" (a 429, queueing).
+        self.starting = self.limit < ceiling
         self.decrease = decrease
         self.in_flight = 0
         self.throttles = 0
@@ -55,20 +60,29 @@ class AdaptiveConcurrency:
 
     async def release(self, *, throttled: bool, latency_s: float | None) -> None:
         """Give back a slot and adapt: grow while clean, shrink on throttling or a latency spike."""
+        full = self.in_flight >= self.current  # every slot was busy until this answer
         self.in_flight -= 1
         if throttled:
             self.throttles += 1
+            self.starting = False
             self._shrink()
         elif latency_s is not None:
             if self.latency.queueing(latency_s):
+                self.starting = False
                 self._shrink()
+            elif self.starting:
+                if full:  # only a window in use has earned a larger one
+                    self.limit = min(float(self.ceiling), self.limit + 1.0)
+                    self.starting = self.limit < self.ceiling
             else:
                 # Once throttled, probe for headroom ten times more slowly: the endpoint
                 # has shown where its limit is, and each overshoot costs 429s.
                 step = 0.1 if self.throttles else 1.0
                 self.limit = min(float(self.ceiling), self.limit + step / self.limit)
         async with self._changed:
-            self._changed.notify_all()
+            # Wake only as many waiters as there are free slots: with a ceiling of hundreds,
+            # waking every waiter on every answer would cost more CPU than the requests.
+            self._changed.notify(max(0, self.current - self.in_flight))
 
     def _shrink(self) -> None:
         now = self._clock()
@@ -95,7 +109,7 @@ class LatencyTrend:
       before the first window.
     Queueing is the recent level above `factor` times the long-run level. Measured on
     simulated exponential, lognormal (sigma 1.5) and Pareto (1.5) latencies: no false
-    alarm in 200,000 requests at windows of 64 and 512; a sustained tripling is seen within
+    alarm in 100,000 requests each at windows of 64 and 512; a sustained tripling is seen within
     about two windows (`tests/unit/test_flow_control.py`).
     """
 

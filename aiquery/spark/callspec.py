@@ -191,14 +191,25 @@ def embedded_unreachable(name: str, master_url: str) -> str:
     )
 
 
+# Without aiquery.concurrencyPerTask a task starts at 64 requests in flight and doubles per
+# round trip up to 512 while the endpoint keeps up (no 429, no queueing): 64 fills the
+# window of a 100 ms endpoint, and a 2 s LLM needs 512 per task to reach 256 rows/s.
+START_PER_TASK = 64
+MAX_PER_TASK = 512
+
+
 def default_settings(spark: SparkSession) -> EngineSettings:
-    """Engine knobs from the session: `aiquery.concurrencyPerTask`, `aiquery.retryMaxAttempts`."""
+    """Engine knobs from the session: `aiquery.concurrencyPerTask`, `aiquery.retryMaxAttempts`.
+
+    A set concurrencyPerTask is the window, from the start; unset, the window adapts."""
     conf = spark.conf
     try:
-        concurrency = int(setting(conf, "concurrencyPerTask") or 64)
+        given = setting(conf, "concurrencyPerTask")
+        concurrency = int(given) if given else MAX_PER_TASK
         attempts = int(setting(conf, "retryMaxAttempts") or RetryPolicy().max_attempts)
         return EngineSettings(
             concurrency=concurrency,
+            initial_concurrency=None if given else START_PER_TASK,
             parallelism=parallelism(spark),
             policy=RetryPolicy(max_attempts=attempts, max_throttled_attempts=max(30, attempts)),
         )

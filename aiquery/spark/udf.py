@@ -92,11 +92,13 @@ def run(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
         try:
             for results in engine.map(inputs()):
                 values = rows.values(results, contents.popleft())
+                if not isinstance(spec.result_type, ArrayType):
+                    yield answers.to_arrow_array(values, spec.result_type)
+                    continue
                 # Spark checks only the total row count, so a batch of vectors (40 MB for
                 # 10,000 rows of 1,024 floats) goes back in slices, not as one more copy.
-                step = _VECTOR_SLICE if isinstance(spec.result_type, ArrayType) else len(values)
-                for start in range(0, len(values), max(1, step)):
-                    chunk = values[start : start + step]
+                for start in range(0, max(1, len(values)), _VECTOR_SLICE):
+                    chunk = values[start : start + _VECTOR_SLICE]
                     yield answers.to_arrow_array(chunk, spec.result_type)
         except RequestError as e:  # said of the function the user called (ai_classify, ...)
             raise e.for_function(spec.function) from None

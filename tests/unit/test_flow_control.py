@@ -391,6 +391,82 @@ def test_exponential_latency_keeps_the_window_at_the_ceiling() -> None:
     run(main)
 
 
+def test_slow_start_doubles_a_full_window_per_round_trip_up_to_the_ceiling() -> None:
+    async def main() -> None:
+        limiter = AdaptiveConcurrency(512, initial=64)
+
+        async def fill() -> None:  # a backlog: a request takes every free slot at once
+            while limiter.in_flight < limiter.current:
+                await limiter.acquire()
+
+        sizes = []
+        await fill()
+        while limiter.current < 512:
+            for _ in range(limiter.current):  # one round trip: the window's answers
+                await limiter.release(throttled=False, latency_s=0.1)
+                await fill()
+            sizes.append(limiter.current)
+        assert sizes == [128, 256, 512]
+        assert not limiter.starting
+
+    run(main)
+
+
+def test_slow_start_does_not_grow_a_window_the_task_does_not_fill() -> None:
+    async def main() -> None:
+        limiter = AdaptiveConcurrency(512, initial=64)
+        for _ in range(1000):  # ten rows at a time: never more than ten in flight
+            for _ in range(10):
+                await limiter.acquire()
+            for _ in range(10):
+                await limiter.release(throttled=False, latency_s=0.1)
+        assert limiter.current == 64
+
+    run(main)
+
+
+def test_a_throttle_ends_slow_start_and_growth_is_additive_after_it() -> None:
+    async def main() -> None:
+        limiter = AdaptiveConcurrency(512, initial=64)
+        for _ in range(64):
+            await limiter.acquire()
+        await limiter.release(throttled=True, latency_s=0.1)
+        assert (limiter.current, limiter.starting) == (44, False)
+        for _ in range(63):  # the rest of the window answered: AIMD, after a 429 slowly
+            await limiter.release(throttled=False, latency_s=0.1)
+        assert 44.8 < limiter.limit < 46  # slow start would have added 63
+
+    run(main)
+
+
+def test_a_start_above_the_ceiling_is_the_ceiling() -> None:
+    limiter = AdaptiveConcurrency(8, initial=64)
+    assert (limiter.current, limiter.starting) == (8, False)
+
+
+def test_waiters_take_exactly_the_slots_that_free_up() -> None:
+    # A release wakes as many waiters as there are free slots (not all of them): none may
+    # be left waiting beside a free slot, and none may get in beyond the limit.
+    async def main() -> None:
+        limiter = AdaptiveConcurrency(4)
+        for _ in range(4):
+            await limiter.acquire()
+        waiting = [asyncio.create_task(limiter.acquire()) for _ in range(50)]
+        await settle()
+        await limiter.release(throttled=False, latency_s=0.1)
+        await settle()
+        assert sum(t.done() for t in waiting) == 1 and limiter.in_flight == 4
+        for _ in range(3):
+            await limiter.release(throttled=False, latency_s=0.1)
+        await settle()
+        assert sum(t.done() for t in waiting) == 4 and limiter.in_flight == 4
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+
+    run(main)
+
+
 def test_acquire_waits_at_the_limit_and_resumes_on_release() -> None:
     async def main() -> None:
         limiter, _ = make_concurrency(ceiling=2)

@@ -21,8 +21,8 @@ embeddings, batched requests, base64 float32 on the wire for both aiquery and th
 E memory: peak RSS of the PySpark workers and of the driver at 200,000 and 2,000,000 rows
 (with `--rows N`: N and 10N), 1 ms latency, and the usage commit's time; F and Fexp: what
 real LLM endpoints look like, 2 s latency (fixed; exponential), ~2 KB prompts and ~1 KB
-answers, aiquery with its default window (no concurrencyPerTask: 64 per task, growing to 512
-while the endpoint keeps up) beside the bare loop at 1,024 in flight.
+answers, 2 tasks x 512 in flight beside the bare loop at 1,024, and `aiquery_default` with
+the window a user gets (no concurrencyPerTask: 64 per task, doubling per round trip to 512).
 
 How: client CPU is utime+stime from /proc of the Python driver plus every PySpark
 daemon/worker (a worker that exited counts through its daemon's children times); the JVM's
@@ -74,7 +74,7 @@ PER_TASK = 64  # aiquery.concurrencyPerTask (its default)
 CONCURRENCY = TASKS * PER_TASK
 BATCH = 100  # embedding inputs per request (aiquery's default max_batch_size)
 WORKLOADS = "ABCDEF"
-SYSTEMS = ("aiquery", "aiquery_usage_off", "naive_udf", "bare_aiohttp")
+SYSTEMS = ("aiquery", "aiquery_usage_off", "aiquery_default", "naive_udf", "bare_aiohttp")
 MAX_TIMEOUT_S = 900.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -130,7 +130,7 @@ class Plan:
     # Workload F: realistic LLM latency, many in flight, ~2 KB prompts and ~1 KB answers.
     long_rows: int = 20_000
     long_latency_ms: float = 2000.0
-    long_per_task: int = 512  # aiquery's default ceiling (unset concurrencyPerTask); bare: 2x
+    long_per_task: int = 512  # also aiquery's default ceiling; the bare loop: 2x
     quick: bool = False
 
     @property
@@ -665,10 +665,13 @@ class Bench:
         *,
         usage: bool = True,
         long: bool = False,
+        default_window: bool = False,
     ) -> tuple[Result, list[dict[str, Any]]]:
         view = self.view(rows, long)
-        if long:  # what a user gets: no concurrencyPerTask, the window adapts (64 up to 512)
+        if default_window:  # what a user gets: no concurrencyPerTask, 64 growing up to 512
             self.spark.conf.unset("aiquery.concurrencyPerTask")
+        elif long:
+            self.spark.conf.set("aiquery.concurrencyPerTask", str(self.plan.long_per_task))
         try:
             result, _, log, probe = self.measure_spark(
                 endpoint,
@@ -751,11 +754,18 @@ class Bench:
                 continue
             if system == "naive_udf" and long:
                 continue  # one request at a time at 2 s each: hours
+            if system == "aiquery_default" and not long:
+                continue  # A-D compare at equal concurrency: 2 x 64 beside the bare loop's 128
             self.emulator.configure(endpoint, latency_ms, **faults)
             began = time.perf_counter()
             if system.startswith("aiquery"):
                 result, log = self.aiquery(
-                    endpoint, rows, rate, usage=system == "aiquery", long=long
+                    endpoint,
+                    rows,
+                    rate,
+                    usage=system != "aiquery_usage_off",
+                    long=long,
+                    default_window=system == "aiquery_default",
                 )
             elif system == "naive_udf":
                 result, log = self.naive(endpoint)
@@ -818,11 +828,11 @@ def _progress(workload: str, system: str, result: Result, spent: float) -> None:
 # --- the report ---------------------------------------------------------------------------
 
 
-def over_bare(results: dict[str, dict[str, Result]]) -> dict[str, float]:
+def over_bare(results: dict[str, dict[str, Result]], system: str = "aiquery") -> dict[str, float]:
     """aiquery's rows/s over the bare loop's in the same run, per workload."""
     out = {}
     for workload, systems in results.items():
-        a, b = systems.get("aiquery"), systems.get("bare_aiohttp")
+        a, b = systems.get(system), systems.get("bare_aiohttp")
         if a is not None and b is not None and b.rows_per_s and not a.error and not b.error:
             out[workload] = round(a.rows_per_s / b.rows_per_s, 3)
     return out
@@ -929,14 +939,15 @@ def print_report(
     ]
     if busy:
         print(f"note: other processes used much of the CPU during {', '.join(busy)}: rerun those")
-    ratios = ", ".join(f"{w} {r}" for w, r in over_bare(results).items())
-    if ratios:
-        print(f"\naiquery over bare_aiohttp (rows/s, same run): {ratios}")
+    for system in ("aiquery", "aiquery_default"):
+        ratios = ", ".join(f"{w} {r}" for w, r in over_bare(results, system).items())
+        if ratios:
+            print(f"{system} over bare_aiohttp (rows/s, same run): {ratios}")
     print(
         f"F, Fexp: {plan.long_latency_ms:g} ms latency (fixed, exponential), ~2 KB prompts, ~1 KB "
-        f"answers, {TASKS} tasks with aiquery's default window (up to {plan.long_per_task} in "
-        f"flight; bare: {TASKS * plan.long_per_task}); theoretical "
-        f"{plan.long_theoretical:,.0f} rows/s"
+        f"answers, {TASKS} tasks x {plan.long_per_task} in flight (bare: "
+        f"{TASKS * plan.long_per_task}; aiquery_default: 64 per task, growing to "
+        f"{plan.long_per_task}); theoretical {plan.long_theoretical:,.0f} rows/s"
     )
     print("\ntargets (figures only; nothing here gates CI)")
     for v in verdicts:
@@ -1009,6 +1020,7 @@ def run(
             w: {s: asdict(r) for s, r in systems.items()} for w, systems in results.items()
         },
         "aiquery_over_bare": over_bare(results),
+        "aiquery_default_over_bare": over_bare(results, "aiquery_default"),
         "checks": verdicts,
     }
 

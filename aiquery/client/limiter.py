@@ -38,9 +38,11 @@ class AdaptiveConcurrency:
         self.ceiling = ceiling
         self.floor = min(floor, ceiling)
         self.limit = float(min(initial or ceiling, ceiling))
-        # Slow start: +1 per success while every slot is busy (the window doubles per round
-        # trip), until the ceiling or the first sign of "too much" (a 429, queueing).
+        # Slow start: +1 per success (the window doubles per round trip) up to twice the
+        # most requests ever in flight at once, until the ceiling or the first sign of "too
+        # much" (a 429, queueing). A task that never fills its window never grows it.
         self.starting = self.limit < ceiling
+        self._filled = 0  # the most requests in flight at once while the window was full
         self.decrease = decrease
         self.in_flight = 0
         self.throttles = 0
@@ -57,10 +59,11 @@ class AdaptiveConcurrency:
         async with self._changed:
             await self._changed.wait_for(lambda: self.in_flight < self.current)
             self.in_flight += 1
+            if self.in_flight >= self.current:
+                self._filled = max(self._filled, self.in_flight)
 
     async def release(self, *, throttled: bool, latency_s: float | None) -> None:
         """Give back a slot and adapt: grow while clean, shrink on throttling or a latency spike."""
-        full = self.in_flight >= self.current  # every slot was busy until this answer
         self.in_flight -= 1
         if throttled:
             self.throttles += 1
@@ -71,7 +74,10 @@ class AdaptiveConcurrency:
                 self.starting = False
                 self._shrink()
             elif self.starting:
-                if full:  # only a window in use has earned a larger one
+                # Answers often come back in waves (one round trip apart), all before any
+                # waiting request takes a slot: growth is bounded by what was used, not by
+                # whether the window is full at this instant.
+                if self.limit + 1.0 <= 2 * self._filled:
                     self.limit = min(float(self.ceiling), self.limit + 1.0)
                     self.starting = self.limit < self.ceiling
             else:

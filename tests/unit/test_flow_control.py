@@ -412,6 +412,24 @@ def test_slow_start_doubles_a_full_window_per_round_trip_up_to_the_ceiling() -> 
     run(main)
 
 
+def test_slow_start_doubles_when_answers_come_back_in_waves() -> None:
+    """Fixed latency: a round trip's answers all arrive before any waiting request runs."""
+
+    async def main() -> None:
+        limiter = AdaptiveConcurrency(512, initial=64)
+        sizes = []
+        while limiter.current < 512:
+            window = limiter.current
+            for _ in range(window):  # the backlog fills the window
+                await limiter.acquire()
+            for _ in range(window):  # one wave of answers, back to back
+                await limiter.release(throttled=False, latency_s=2.0)
+            sizes.append(limiter.current)
+        assert sizes == [128, 256, 512]
+
+    run(main)
+
+
 def test_slow_start_does_not_grow_a_window_the_task_does_not_fill() -> None:
     async def main() -> None:
         limiter = AdaptiveConcurrency(512, initial=64)

@@ -115,8 +115,8 @@ class LatencyTrend:
       before the first window.
     Queueing is the recent level above `factor` times the long-run level. Measured on
     simulated exponential, lognormal (sigma 1.5) and Pareto (1.5) latencies: no false
-    alarm in 100,000 requests each at windows of 64 and 512; a sustained tripling is seen within
-    about two windows (`tests/unit/test_flow_control.py`).
+    alarm in 100,000 requests each at windows of 64 and 512; a sustained tripling is seen
+    within about two windows (`tests/unit/test_flow_control.py`).
     """
 
     def __init__(

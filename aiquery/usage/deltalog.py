@@ -8,8 +8,8 @@ pyarrow scan made most short processes abort at exit, and whose Rust runtime a C
 need not load at all).
 
 Anything this reader does not handle (a reader feature it does not know, a deletion
-vector, column mapping, a gap in the log) raises `UnsupportedTableError`, and the caller reads the
-table with delta-rs instead: a faster path, never a different answer.
+vector, column mapping, a gap in the log) raises `UnsupportedTableError`, and the caller
+reads the table with delta-rs instead: a faster path, never a different answer.
 """
 
 from __future__ import annotations

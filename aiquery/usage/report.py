@@ -68,9 +68,9 @@ def load_rows(
         filesystem, base = pafs.LocalFileSystem(), os.path.abspath(base)
     try:
         files = deltalog.snapshot(filesystem, base).files
-    except deltalog.NoTableError:
+    except deltalog.NoTableError as e:
         raise ConfigError(
-            f"no usage table at {location}: run a job first, or pass --table / set "
+            f"no usage table at {location} ({e}): run a job first, or pass --table / set "
             "AIQUERY_USAGE_LOCATION to the table's directory"
         ) from None
     except deltalog.UnsupportedTableError as e:

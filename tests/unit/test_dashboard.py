@@ -408,3 +408,14 @@ def test_empty_dashboard_renders_in_chromium_without_errors(tmp_path: Path) -> N
     assert errors == []
     assert "No usage recorded yet" in dom and "<svg" not in dom
     assert len(png_pixels(png)[2]) > 10
+
+
+def test_a_missing_usage_table_is_a_config_error_naming_it_and_the_fix(tmp_path: Path) -> None:
+    from aiquery.errors import ConfigError
+    from aiquery.usage.report import load_rows
+
+    with pytest.raises(ConfigError) as caught:
+        load_rows(tmp_path / "usage")
+    message = str(caught.value)
+    assert f"no usage table at {tmp_path / 'usage'}" in message
+    assert "_delta_log" in message and "AIQUERY_USAGE_LOCATION" in message

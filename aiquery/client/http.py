@@ -182,7 +182,7 @@ class EndpointClient:
         self, payload: bytes, estimate: int, request_id: str, attempt: int, rows: int
     ) -> tuple[_Answer, float, float]:
         await self.concurrency.acquire()
-        throttled, latency_s = False, None
+        throttled, measured = False, None
         try:
             if self.requests is not None:
                 await self.requests.take(1)
@@ -204,9 +204,12 @@ class EndpointClient:
                 self.pacing.throttled()
             elif answer.status == 200:
                 self.pacing.succeeded()
+                # Only answers measure the endpoint's latency and earn a larger window: a
+                # 401 or 503 comes back fast, and a bad token must not grow the window.
+                measured = latency_s
             return answer, latency_s, started_at
         finally:
-            await self.concurrency.release(throttled=throttled, latency_s=latency_s)
+            await self.concurrency.release(throttled=throttled, latency_s=measured)
 
     async def _post(self, payload: bytes, request_id: str) -> _Answer:
         headers = {**self.wire.headers, REQUEST_ID_HEADER: request_id}

@@ -123,7 +123,8 @@ def _check_add(add: dict[str, Any]) -> None:
 
 
 def _check_metadata(metadata: dict[str, Any]) -> None:
-    configuration = metadata.get("configuration") or {}
+    # A checkpoint's maps arrive from Parquet as (key, value) pairs, a commit's as objects.
+    configuration = dict(metadata.get("configuration") or {})
     if configuration.get("delta.columnMapping.mode", "none") != "none":
         raise UnsupportedTableError("the table maps column names")
 

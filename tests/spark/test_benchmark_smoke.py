@@ -23,6 +23,8 @@ EXPECTED = {
     "C": {"aiquery", "naive_udf", "bare_aiohttp"},
     "D": {"aiquery", "naive_udf", "bare_aiohttp"},
     "E": {"aiquery_small"},  # --quick skips the 10x run
+    "F": {"aiquery", "aiquery_default", "bare_aiohttp"},
+    "Fexp": {"aiquery", "aiquery_default", "bare_aiohttp"},
 }
 
 
@@ -47,4 +49,5 @@ def test_quick_benchmark_reports_every_workload_and_system(tmp_path: Path) -> No
             assert result["rows"] > 0 and result["rows_per_s"] > 0, (workload, system, result)
             assert result["requests"] > 0, (workload, system, result)
     assert {c["check"] for c in report["checks"]}, "the targets were not evaluated"
+    assert set(report["aiquery_over_bare"]) == set(EXPECTED) - {"E"}
     assert "targets" in done.stdout and ("PASS" in done.stdout or "MISS" in done.stdout)

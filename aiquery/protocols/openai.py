@@ -307,10 +307,10 @@ def _vector(value: Any) -> Vector:
         if len(raw) % 4:
             raise ProtocolError("a base64 embedding is not a whole number of float32 values")
         return np.frombuffer(raw, dtype="<f4")
-    # set(map(type, ...)) and map(float, ...) run in C: 5x faster than a generator per float.
+    # set(map(type, ...)) runs in C: 5x faster than a generator per value.
     if isinstance(value, list) and set(map(type, value)) <= {float, int}:
         try:
-            return np.array(list(map(float, value)), dtype=np.float32)
+            return np.array(value, dtype=np.float32)
         except OverflowError:  # an integer past the float range
             raise ProtocolError("an embedding value is out of the float range") from None
     raise ProtocolError("an embedding is neither a list of numbers nor base64")

@@ -64,8 +64,6 @@ def load_rows(
 ) -> list[dict[str, Any]]:
     """Usage rows between `since` and `until` (UTC), as dicts with the table's columns."""
     filesystem, base = _filesystem(str(location))
-    if filesystem is None:
-        filesystem, base = pafs.LocalFileSystem(), os.path.abspath(base)
     try:
         files = deltalog.snapshot(filesystem, base).files
     except deltalog.NoTableError as e:
@@ -132,22 +130,17 @@ def _read_by_delta_rs(location: str) -> pa.Table:
     return pa.table(query.execute("SELECT * FROM usage").read_all())
 
 
-def _filesystem(table_uri: str) -> tuple[pafs.FileSystem | None, str]:
-    """(filesystem, path) of a table: local, or object storage as delta-rs reached it.
+def _filesystem(table_uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) of a table: local, or object storage.
 
-    s3a:// (Hadoop's name, as Spark wrote it) is S3 to pyarrow; both read the standard
-    AWS_* variables (AWS_ENDPOINT_URL, AWS_REGION, keys, AWS_ALLOW_HTTP for delta-rs)."""
-    if table_uri.startswith("file:") or "://" not in table_uri:
-        return None, _path(table_uri, None)
+    s3a:// (Hadoop's name, as Spark wrote it) is S3 to pyarrow; both pyarrow and delta-rs
+    read the standard AWS_* variables (AWS_ENDPOINT_URL, AWS_REGION, keys, AWS_ALLOW_HTTP)."""
+    if table_uri.startswith("file:"):
+        return pafs.LocalFileSystem(), os.path.abspath(unquote(urlparse(table_uri).path))
+    if "://" not in table_uri:
+        return pafs.LocalFileSystem(), os.path.abspath(table_uri)
     filesystem, path = pafs.FileSystem.from_uri(_pyarrow_uri(table_uri))
     return filesystem, path
-
-
-def _path(uri: str, filesystem: pafs.FileSystem | None) -> str:
-    if filesystem is None:
-        return unquote(urlparse(uri).path) if uri.startswith("file:") else uri
-    parsed = urlparse(uri)  # bucket/key, as pyarrow's object store filesystems name files
-    return unquote(parsed.netloc + parsed.path)
 
 
 def _pyarrow_uri(uri: str) -> str:

@@ -142,16 +142,11 @@ class EndpointClient:
         attempt = failures = 0
         while True:
             attempt += 1
-            if self.breaker.tripped is not None:
-                tripped = self.breaker.tripped
-                return Outcome(
-                    None,
-                    tripped if isinstance(tripped, RequestError) else self._error(str(tripped)),
-                )
             request_id = uuid.uuid4().hex
-            answer, latency_s, started_at = await self._send(
-                payload, estimate, request_id, attempt, len(inputs)
-            )
+            sent = await self._send(payload, estimate, request_id, attempt, len(inputs))
+            if sent is None:
+                return self._tripped()
+            answer, latency_s, started_at = sent
             outcome, retryable, delay_hint = self._interpret(
                 answer, inputs, attempt, latency_s, started_at, request_id
             )
@@ -178,9 +173,17 @@ class EndpointClient:
             )
             await self.sleep(delay)
 
+    def _tripped(self) -> Outcome:
+        tripped = self.breaker.tripped
+        assert tripped is not None
+        return Outcome(
+            None, tripped if isinstance(tripped, RequestError) else self._error(str(tripped))
+        )
+
     async def _send(
         self, payload: bytes, estimate: int, request_id: str, attempt: int, rows: int
-    ) -> tuple[_Answer, float, float]:
+    ) -> tuple[_Answer, float, float] | None:
+        """Send one attempt once a slot and the budgets allow; None if the breaker tripped meanwhile."""
         await self.concurrency.acquire()
         throttled, measured = False, None
         try:
@@ -189,6 +192,10 @@ class EndpointClient:
             if self.tokens is not None:
                 await self.tokens.take(estimate)
             await self.pacing.wait()
+            # Checked after every wait, not before: hundreds of calls can be queued for a
+            # slot when a bad token's 401s trip the breaker, and none of them may still go.
+            if self.breaker.tripped is not None:
+                return None
             started_at = self.clock()  # the started and finished lines share it (and its date)
             stored = self.recorder.started(Attempt(request_id, started_at, attempt, rows))
             if stored is not None:

@@ -262,6 +262,29 @@ def test_the_breaker_stops_sending_after_the_same_terminal_error_repeats() -> No
     assert all(o.error is not None and o.error.status == 401 for o in outcomes)
 
 
+def test_calls_queued_for_a_slot_do_not_send_once_the_breaker_trips() -> None:
+    # A window of 4 and 40 calls at once: 36 wait for a slot. When the 401s trip the
+    # breaker, the waiting calls must be answered without a request of their own.
+    breaker = CircuitBreaker(threshold=3)
+    h = harness(error(401, "bad token"), breaker=breaker)
+    answer = h.transport.handler
+
+    async def slow(request: Request) -> Response:
+        for _ in range(3):  # in flight long enough for the other calls to queue up
+            await asyncio.sleep(0)
+        return answer(request)  # type: ignore[return-value]
+
+    h.transport.handler = slow
+
+    async def many() -> list[Outcome]:
+        return await asyncio.gather(*(h.client.call(["hello"]) for _ in range(40)))
+
+    outcomes = asyncio.run(many())
+    assert breaker.tripped is not None
+    assert len(h.sent) <= 4 + 3 - 1  # the first window, plus one per 401 before the trip
+    assert all(o.error is not None and o.error.status == 401 for o in outcomes)
+
+
 def test_a_success_resets_the_breakers_streak() -> None:
     breaker = CircuitBreaker(threshold=2)
     h = harness(error(400), ok(), error(400), error(400), ok(), breaker=breaker)

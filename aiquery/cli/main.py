@@ -209,6 +209,8 @@ def _usage(args: argparse.Namespace) -> int:
     since = report.parse_when(args.since) if args.since else None
     until = report.parse_when(args.until) if args.until else None
     rows = report.load_rows(location, since=since, until=until)
+    saved = report.load_saved(location, since=since, until=until)
+    report.price_rows(rows, report.prices())
     pending = len(list(report.default_spool().glob("*.*"))) if not args.flush else 0
     if pending:
         print(
@@ -218,10 +220,10 @@ def _usage(args: argparse.Namespace) -> int:
     if args.view == "dashboard":
         from aiquery.usage.dashboard import write_dashboard
 
-        path = write_dashboard(rows, Path(args.out))
+        path = write_dashboard(rows, Path(args.out), saved=saved)
         print(f"wrote {path} ({len(rows):,} requests)")
         return 0
-    print(report.format_table(report.summarize(rows, args.by or ["endpoint"])))
+    print(report.format_table(report.summarize(rows, args.by or ["endpoint"], saved)))
     return 0
 
 
@@ -269,7 +271,10 @@ def _endpoints() -> int:
         if described["url"] == EMBEDDED:
             described["url"] = "(embedded local emulator, started on demand)"
         rows.append(
-            {k: described[k] for k in ("name", "task", "protocol", "url", "token", "source")}
+            {
+                k: described[k]
+                for k in ("name", "task", "protocol", "url", "token", "price", "source")
+            }
         )
     print(format_table(rows))
     return 0

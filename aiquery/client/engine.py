@@ -15,13 +15,20 @@ while the task waits for its oldest batch, and every in-flight request progresse
 from __future__ import annotations
 
 import asyncio
+import json
 import random
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import sys
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+
+from aiquery.client.budget import BudgetLimits, JobBudget
 from aiquery.client.http import EndpointClient, Outcome, Recorder
 from aiquery.client.limiter import AdaptiveConcurrency, Budget, CircuitBreaker, RateBudget
 from aiquery.client.retry import RetryPolicy
@@ -30,6 +37,7 @@ from aiquery.client.transport import AiohttpTransport, Transport
 from aiquery.client.wire import Wire
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.errors import RequestError
+from aiquery.usage.record import DUPLICATE, Saved
 
 # Rough payload budget per batched request (the hard 4 MB limit is checked when encoding).
 _BATCH_PAYLOAD_CHARS = 3 * 1024 * 1024
@@ -50,6 +58,11 @@ class EngineSettings:
     coordinator_token: Secret | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     breaker_threshold: int = 5
+    # Identical inputs in one task are sent once and every row gets the answer (see
+    # `aiquery.spark.callspec.deduplicates` for when a call site turns this on).
+    deduplicate: bool = False
+    # The query's budget (`aiquery.budget.*`), held by the driver's coordinator.
+    budget: BudgetLimits | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.parallelism < 1:
@@ -73,16 +86,9 @@ class _Batch:
         self.remaining = 0
         self.done = done
 
-    def fill(self, rows: Sequence[int], outcome: Outcome) -> None:
-        if outcome.error is not None:
-            for row in rows:
-                self._set(row, RowResult(error=outcome.error))
-        else:
-            assert outcome.outputs is not None and len(outcome.outputs) == len(rows), (
-                "the endpoint answered a different number of outputs than inputs"
-            )
-            for row, value in zip(rows, outcome.outputs, strict=True):
-                self._set(row, RowResult(value))
+    def fill(self, rows: Sequence[int], results: Sequence[RowResult]) -> None:
+        for row, result in zip(rows, results, strict=True):
+            self._set(row, result)
         self.remaining -= len(rows)
         if self.remaining == 0 and not self.done.done():
             self.done.set_result(None)
@@ -95,6 +101,48 @@ class _Batch:
         missing = [i for i, r in enumerate(self.results) if r is None]
         assert not missing, f"rows {missing[:5]} were never answered"
         return [r for r in self.results if r is not None]
+
+
+@dataclass(slots=True)
+class _Call:
+    """One request to send: `rows` of `batch`, and their inputs (keys: when de-duplicating)."""
+
+    batch: _Batch
+    rows: list[int]
+    inputs: list[Any]
+    keys: list[Hashable] | None = None
+
+
+def _results(outcome: Outcome, count: int) -> list[RowResult]:
+    if outcome.error is not None:
+        return [RowResult(error=outcome.error)] * count
+    assert outcome.outputs is not None and len(outcome.outputs) == count, (
+        "the endpoint answered a different number of outputs than inputs"
+    )
+    return [RowResult(value) for value in outcome.outputs]
+
+
+def dedup_key(value: Any) -> Hashable:
+    """What makes two inputs of one call site the same request: the text itself, or the
+    canonical JSON of a structured input (a custom model's record, a prompt with files)."""
+    if isinstance(value, str):
+        return value
+    return ("json", json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr))
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes) + 112
+    if isinstance(value, str | bytes):
+        return sys.getsizeof(value)
+    if isinstance(value, tuple):
+        return sum(_size(v) for v in value)
+    return 256
+
+
+# Answers kept per task for inputs that repeat after their first answer arrived. Bounded
+# by size (prompts and answers both count), least recently used out first.
+MEMO_BYTES = 64 * 1024 * 1024
 
 
 class BatchEngine:
@@ -120,8 +168,14 @@ class BatchEngine:
         self.ceiling = ceiling
         self.rows_done = 0
         self.requests_done = 0
+        self.rows_deduplicated = 0  # rows answered by another row's request
         self._loop = asyncio.new_event_loop()
-        self._calls: deque[tuple[_Batch, list[int], list[Any]]] = deque()
+        self._calls: deque[_Call] = deque()
+        # De-duplication: the rows waiting for a request already queued or in flight (its
+        # own row not included), and the answers of requests already done.
+        self._waiting: dict[Hashable, list[tuple[_Batch, int]]] = {}
+        self._answers: OrderedDict[Hashable, tuple[RowResult, int]] = OrderedDict()
+        self._answers_bytes = 0
         self._failure: BaseException | None = None
         self._pending: deque[_Batch] = deque()
         self._workers: list[asyncio.Task[None]] = []
@@ -153,6 +207,18 @@ class BatchEngine:
         self._shared.append(shared)
         return shared
 
+    def _job_budget(self) -> JobBudget | None:
+        limits, url, token = (
+            self.settings.budget,
+            self.settings.coordinator_url,
+            self.settings.coordinator_token,
+        )
+        if limits is None:
+            return None
+        if url is None or token is None:
+            raise RuntimeError("a budget is set, but the call site was not bound to a coordinator")
+        return JobBudget(url, token.value, limits)
+
     async def _open(self) -> None:
         rpm, tpm = self.endpoint.requests_per_minute, self.endpoint.tokens_per_minute
         self.client = EndpointClient(
@@ -167,6 +233,7 @@ class BatchEngine:
             requests=self._budget("requests", rpm),
             tokens=self._budget("tokens", tpm),
             recorder=self.recorder,
+            budget=self._job_budget(),
             rng=random.Random(),
         )
         self._wakeup = asyncio.Event()
@@ -183,6 +250,8 @@ class BatchEngine:
             if self.client is not None:
                 await self.client.transport.close()
                 await self.client.recorder.drain()
+                if self.client.budget is not None:
+                    await self.client.budget.close()
             for shared in self._shared:
                 await shared.close()
 
@@ -236,13 +305,65 @@ class BatchEngine:
         if self._failure is not None:
             batch.done.set_exception(self._failure)
             return batch
+        keys: dict[int, Hashable] | None = None
+        if self.settings.deduplicate:
+            keys = {}
+            rows = self._deduplicate(batch, rows, inputs, keys)
         for chunk in self._chunks(rows, inputs):
             batch.remaining += len(chunk)
-            self._calls.append((batch, chunk, [inputs[i] for i in chunk]))
+            self._calls.append(
+                _Call(
+                    batch,
+                    chunk,
+                    [inputs[i] for i in chunk],
+                    None if keys is None else [keys[i] for i in chunk],
+                )
+            )
         if batch.remaining == 0:
             batch.done.set_result(None)
         self._wakeup.set()
         return batch
+
+    def _deduplicate(
+        self, batch: _Batch, rows: list[int], inputs: Sequence[Any], keys: dict[int, Hashable]
+    ) -> list[int]:
+        """The rows of `batch` that need a request of their own; the others take a done
+        answer now, or wait for the request of an identical input queued or in flight."""
+        send = []
+        before = self.rows_deduplicated
+        for i in rows:
+            key = dedup_key(inputs[i])
+            known = self._answers.get(key)
+            if known is not None:
+                self._answers.move_to_end(key)
+                batch.results[i] = known[0]
+                self.rows_deduplicated += 1
+            elif (waiting := self._waiting.get(key)) is not None:
+                waiting.append((batch, i))
+                batch.remaining += 1
+                self.rows_deduplicated += 1
+            else:
+                self._waiting[key] = []
+                keys[i] = key
+                send.append(i)
+        if self.recorder is not None and self.rows_deduplicated > before:
+            self.recorder.saved(
+                Saved(uuid.uuid4().hex, time.time(), self.rows_deduplicated - before, DUPLICATE)
+            )
+        return send
+
+    def _settle(self, keys: list[Hashable], results: list[RowResult]) -> None:
+        """Answer the rows that waited for these inputs, and remember the answers."""
+        for key, result in zip(keys, results, strict=True):
+            for batch, row in self._waiting.pop(key, ()):
+                batch.fill((row,), (result,))
+            if result.error is None:  # an error may be transient: a later row tries again
+                size = _size(key) + _size(result.value)
+                self._answers[key] = (result, size)
+                self._answers_bytes += size
+        while self._answers_bytes > MEMO_BYTES and self._answers:
+            _, (_, size) = self._answers.popitem(last=False)
+            self._answers_bytes -= size
 
     def _empty_request_error(self) -> RequestError:
         return RequestError(
@@ -277,17 +398,20 @@ class BatchEngine:
             while not self._calls:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            batch, rows, inputs = self._calls.popleft()
+            call = self._calls.popleft()
             try:
-                outcome = await self.client.call(inputs)
+                outcome = await self.client.call(call.inputs)
             except Exception as e:
                 # A bug, not a failed request: fail the task loudly. Left unhandled, it
                 # would end this worker, and the task would wait forever for these rows.
                 self._fail(e)
                 return
             self.requests_done += 1
-            self.rows_done += len(rows)
-            batch.fill(rows, outcome)
+            self.rows_done += len(call.rows)
+            results = _results(outcome, len(call.rows))
+            call.batch.fill(call.rows, results)
+            if call.keys is not None:
+                self._settle(call.keys, results)
             tripped = self.client.breaker.tripped
             if tripped is not None or (outcome.error is not None and self.fail_fast):
                 self._fail(tripped or outcome.error)
@@ -298,6 +422,7 @@ class BatchEngine:
             return
         self._failure = error
         self._calls.clear()
+        self._waiting.clear()
         for batch in self._pending:
             if not batch.done.done():
                 batch.done.set_exception(error)

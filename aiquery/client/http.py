@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aiquery.client.budget import JobBudget
 from aiquery.client.limiter import AdaptiveConcurrency, AdaptiveRate, Budget, CircuitBreaker
 from aiquery.client.retry import (
     RetryPolicy,
@@ -34,7 +35,7 @@ from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import RequestError, truncate
 from aiquery.protocols.common import REQUEST_ID_HEADER, ProtocolError
 from aiquery.protocols.errors import read_error
-from aiquery.usage.record import Attempt
+from aiquery.usage.record import Attempt, Saved
 
 log = logging.getLogger("aiquery")
 
@@ -51,6 +52,10 @@ class Recorder(Protocol):
 
     def finished(self, attempt: Attempt) -> None: ...
 
+    def saved(self, saved: Saved) -> None:
+        """Rows answered without a request of their own (duplicates, cache hits)."""
+        ...
+
     async def drain(self) -> None: ...
 
 
@@ -59,6 +64,9 @@ class NullRecorder:
         return None
 
     def finished(self, attempt: Attempt) -> None:
+        return None
+
+    def saved(self, saved: Saved) -> None:
         return None
 
     async def drain(self) -> None:
@@ -96,6 +104,7 @@ class EndpointClient:
         tokens: Budget | None = None,
         pacing: AdaptiveRate | None = None,
         recorder: Recorder | None = None,
+        budget: JobBudget | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
@@ -110,6 +119,7 @@ class EndpointClient:
         self.tokens = tokens
         self.pacing = pacing or AdaptiveRate()
         self.recorder = recorder or NullRecorder()
+        self.budget = budget
         self.rng = rng or random.Random()
         self.sleep = sleep
         self.clock = clock  # wall time: event times, and HTTP-date Retry-After
@@ -144,8 +154,8 @@ class EndpointClient:
             attempt += 1
             request_id = uuid.uuid4().hex
             sent = await self._send(payload, estimate, request_id, attempt, len(inputs))
-            if sent is None:
-                return self._tripped()
+            if isinstance(sent, Outcome):  # not sent: the breaker tripped, or the budget is spent
+                return sent
             answer, latency_s, started_at = sent
             outcome, retryable, delay_hint = self._interpret(
                 answer, inputs, attempt, latency_s, started_at, request_id
@@ -173,6 +183,14 @@ class EndpointClient:
             )
             await self.sleep(delay)
 
+    def _budget_error(self, attempts: int) -> RequestError:
+        assert self.budget is not None
+        return self._error(
+            f"BUDGET_EXHAUSTED: not sent, the query's budget is spent: {self.budget.exhausted}. "
+            "Raise the limit, or unset it, and run the query again to answer these rows",
+            attempts=attempts,
+        )
+
     def _tripped(self) -> Outcome:
         tripped = self.breaker.tripped
         assert tripped is not None
@@ -182,8 +200,9 @@ class EndpointClient:
 
     async def _send(
         self, payload: bytes, estimate: int, request_id: str, attempt: int, rows: int
-    ) -> tuple[_Answer, float, float] | None:
-        """Send one attempt once a slot and the budgets allow; None if the breaker tripped meanwhile."""
+    ) -> tuple[_Answer, float, float] | Outcome:
+        """Send one attempt once a slot and the rate limits allow; the outcome without
+        sending when the breaker tripped meanwhile or the query's budget is spent."""
         await self.concurrency.acquire()
         throttled, measured = False, None
         try:
@@ -195,7 +214,9 @@ class EndpointClient:
             # Checked after every wait, not before: hundreds of calls can be queued for a
             # slot when a bad token's 401s trip the breaker, and none of them may still go.
             if self.breaker.tripped is not None:
-                return None
+                return self._tripped()
+            if self.budget is not None and not await self.budget.admit():
+                return Outcome(None, self._budget_error(attempt - 1))
             started_at = self.clock()  # the started and finished lines share it (and its date)
             stored = self.recorder.started(Attempt(request_id, started_at, attempt, rows))
             if stored is not None:
@@ -255,6 +276,12 @@ class EndpointClient:
                 if self.tokens is not None:  # output tokens, and input beyond the estimate
                     extra_input = usage.input_tokens - input_tokens_estimate(inputs)
                     self.tokens.charge(usage.output_tokens + max(0, extra_input))
+                if self.budget is not None:
+                    price = self.endpoint.price
+                    self.budget.charge(
+                        usage.input_tokens + usage.output_tokens,
+                        price.cost(usage.input_tokens, usage.output_tokens) if price else 0.0,
+                    )
             # Garbled or truncated, or nested past the parser's depth limit: retry.
             except (ValueError, RecursionError, ProtocolError) as e:
                 error_text = (

@@ -13,6 +13,7 @@ A model is named three ways, all accepted wherever a name is: the endpoint name
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiquery.protocols.common import CHAT, EMBEDDINGS
@@ -71,6 +72,50 @@ CATALOG: tuple[CatalogModel, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """What an endpoint charges, in US dollars per million tokens."""
+
+    input_per_million: float
+    output_per_million: float
+
+    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float:
+        return (
+            (input_tokens or 0) * self.input_per_million
+            + (output_tokens or 0) * self.output_per_million
+        ) / 1_000_000
+
+
+# Defaults for the Databricks names, USD per million (input, output) tokens. Indicative only:
+# the hosted open models at the pay-per-token rates published for them, the proprietary ones
+# at their providers' public list prices; a workspace bills in DBUs at its own contract's
+# rate. Set `input_price_per_million` and `output_price_per_million` in the endpoints file
+# for the figures your bill uses.
+DEFAULT_PRICES: dict[str, Price] = {
+    "databricks-gpt-5-4": Price(2.50, 15.00),
+    "databricks-gpt-5": Price(1.25, 10.00),
+    "databricks-gpt-5-mini": Price(0.25, 2.00),
+    "databricks-gpt-5-nano": Price(0.05, 0.40),
+    "databricks-gpt-oss-120b": Price(0.15, 0.60),
+    "databricks-gpt-oss-20b": Price(0.07, 0.30),
+    "databricks-claude-sonnet-4": Price(3.00, 15.00),
+    "databricks-claude-sonnet-4-5": Price(3.00, 15.00),
+    "databricks-claude-sonnet-4-6": Price(3.00, 15.00),
+    "databricks-claude-opus-4-6": Price(5.00, 25.00),
+    "databricks-claude-haiku-4-5": Price(1.00, 5.00),
+    "databricks-gemini-2-5-pro": Price(1.25, 10.00),
+    "databricks-gemini-2-5-flash": Price(0.30, 2.50),
+    "databricks-meta-llama-3-3-70b-instruct": Price(0.50, 1.50),
+    "databricks-meta-llama-3-1-8b-instruct": Price(0.15, 0.45),
+    "databricks-llama-4-maverick": Price(0.50, 1.50),
+    "databricks-gemma-3-12b": Price(0.15, 0.45),
+    "databricks-qwen3-next-80b-a3b-instruct": Price(0.15, 1.20),
+    "databricks-gte-large-en": Price(0.10, 0.0),
+    "databricks-bge-large-en": Price(0.10, 0.0),
+}
+assert set(DEFAULT_PRICES) == {m.name for m in CATALOG}, "every catalog model has a price"
+
+
+@dataclass(frozen=True, slots=True)
 class RetiredModel:
     """A foundation-model endpoint Databricks no longer serves, and what it recommends instead."""
 
@@ -98,6 +143,11 @@ def canonical_name(name: str) -> str:
     if name.startswith(GATEWAY_PREFIX):
         return DATABRICKS_PREFIX + name.removeprefix(GATEWAY_PREFIX).removeprefix(DATABRICKS_PREFIX)
     return name
+
+
+def price_of(prices: Mapping[str, Price], name: str) -> Price | None:
+    """`name`'s price in `prices` (keyed by endpoint name), by any of the name's forms."""
+    return prices.get(name) or prices.get(canonical_name(name))
 
 
 def retired(name: str) -> RetiredModel | None:

@@ -18,6 +18,8 @@ token_env = "VLLM_API_KEY"          # read from the environment; never put token
 max_concurrency = 32                # requests in flight across the whole job
 requests_per_minute = 600
 tokens_per_minute = 200000
+input_price_per_million = 0.20      # USD, for costs in usage, estimates and budgets
+output_price_per_million = 0.60     # (the databricks-* names have documented defaults)
 ```
 """
 
@@ -31,7 +33,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aiquery.endpoints.catalog import CATALOG, canonical_name, retired, retirement_message
+from aiquery.endpoints.catalog import (
+    CATALOG,
+    DEFAULT_PRICES,
+    Price,
+    canonical_name,
+    retired,
+    retirement_message,
+)
 from aiquery.errors import ConfigError, EndpointNotFoundError
 from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS, payload_limit
 from aiquery.protocols.table import PROTOCOLS
@@ -59,6 +68,8 @@ _ENDPOINT_KEYS = {
     "timeout_s",
     "max_batch_size",
     "encoding_format",
+    "input_price_per_million",
+    "output_price_per_million",
 }
 
 
@@ -92,6 +103,7 @@ class Endpoint:
     # How embeddings travel: base64 float32 (read in place), or JSON numbers for a server
     # that refuses the OpenAI field. A server that ignores it and sends numbers is read too.
     encoding_format: str = "base64"
+    price: Price | None = None  # None: unknown, so no cost is shown or budgeted
     source: str = "builtin"
 
     @property
@@ -116,6 +128,11 @@ class Endpoint:
             "url": self.base_url,
             "model": self.model,
             "token": "***" if self.token else "(none)",
+            "price": (
+                f"${self.price.input_per_million:g} in / ${self.price.output_per_million:g} out per 1M tokens"
+                if self.price is not None
+                else "(unknown)"
+            ),
             "source": self.source,
         }
 
@@ -167,7 +184,13 @@ def load_registry(
     endpoints: dict[str, Endpoint] = {}
     for model in CATALOG:
         endpoints[model.name] = Endpoint(
-            model.name, "databricks", EMBEDDED, model.task, model.name, source="builtin"
+            model.name,
+            "databricks",
+            EMBEDDED,
+            model.task,
+            model.name,
+            price=DEFAULT_PRICES[model.name],
+            source="builtin",
         )
     host, token = env.get("DATABRICKS_HOST"), env.get("DATABRICKS_TOKEN")
     if host and token:
@@ -259,6 +282,7 @@ def _endpoint_from_spec(
             timeout_s=_positive(spec, "timeout_s", where, float) or 297.0,
             max_batch_size=_positive(spec, "max_batch_size", where, int) or 100,
             encoding_format=_encoding_format(spec, where),
+            price=_price(name, spec, where),
             source=source,
         )
     except (TypeError, ValueError) as e:
@@ -275,6 +299,21 @@ def _token(spec: Mapping[str, Any], where: str, env: Mapping[str, str]) -> Secre
         return Secret(env[var])
     token = spec.get("token")
     return Secret(str(token)) if token else None
+
+
+def _price(name: str, spec: Mapping[str, Any], where: str) -> Price | None:
+    """The endpoint's price: both figures from the spec, or the documented default of a
+    Databricks name (in any of its forms), or unknown."""
+    given = [spec.get(k) for k in ("input_price_per_million", "output_price_per_million")]
+    if given == [None, None]:
+        return DEFAULT_PRICES.get(canonical_name(name))
+    prices = [v for v in given if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0]
+    if len(prices) != 2:
+        raise ConfigError(
+            f"{where}: input_price_per_million and output_price_per_million go together, each "
+            "a number of US dollars per million tokens (0 or more)"
+        )
+    return Price(float(prices[0]), float(prices[1]))
 
 
 def _encoding_format(spec: Mapping[str, Any], where: str) -> str:

@@ -24,6 +24,7 @@ from pyspark.sql.types import (
     _parse_datatype_json_string,
 )
 
+from aiquery.client.budget import BudgetLimits
 from aiquery.client.engine import EngineSettings
 from aiquery.client.retry import RetryPolicy
 from aiquery.endpoints.registry import EMBEDDED, Endpoint, Registry, load_registry
@@ -150,6 +151,7 @@ def analyze(
         except ddl.ReturnTypeError as e:
             raise UnsupportedResponseFormatError(str(e)) from None
     value_type, parse = _value_type(resolved, return_type)
+    settings = call_settings(spark, resolved, params, settings)
     return CallSpec(
         endpoint=resolved,
         params=params,
@@ -157,7 +159,7 @@ def analyze(
         parse_answer=parse,
         fail_on_error=fail_on_error,
         request_tags=call_tags(spark, request_tags, task),
-        settings=settings or default_settings(spark),
+        settings=settings,
         usage=usage_context(spark),
         task=task,
         inputs=("request", "files") if files else ("request",),
@@ -189,6 +191,81 @@ def embedded_unreachable(name: str, master_url: str) -> str:
         "(`aiquery serve --host <address>`, then DATABRICKS_HOST=http://<address>:<port> and "
         "DATABRICKS_TOKEN), or configure endpoints in aiquery.toml."
     )
+
+
+def call_settings(
+    spark: SparkSession,
+    endpoint: Endpoint,
+    params: Mapping[str, Any],
+    settings: EngineSettings | None = None,
+) -> EngineSettings:
+    """The engine settings of one call site: the session's (or `settings`), whether its
+    identical inputs are sent once, and its budget."""
+    base = settings or default_settings(spark)
+    limits = budget_limits(spark)
+    if limits is not None and limits.max_cost is not None and endpoint.price is None:
+        raise ConfigError(
+            f"aiquery.budget.maxCost is set, but endpoint '{endpoint.name}' has no price: set "
+            "input_price_per_million and output_price_per_million for it in the endpoints "
+            "file, or use aiquery.budget.maxTokens instead"
+        )
+    return replace(base, deduplicate=deduplicates(spark, endpoint.task, params), budget=limits)
+
+
+BUDGET_SETTINGS = ("maxRequests", "maxTokens", "maxCost")
+
+
+def budget_limits(spark: SparkSession) -> BudgetLimits | None:
+    """`aiquery.budget.maxRequests`, `maxTokens` (input + output) and `maxCost` (US dollars),
+    each for one query; None when none is set. The key is given when the call is bound."""
+    values: dict[str, float] = {}
+    for name in BUDGET_SETTINGS:
+        given = setting(spark.conf, f"budget.{name}")
+        if given is None or not given.strip():
+            continue
+        try:
+            value = float(given)
+        except ValueError:
+            value = -1.0
+        integral = name != "maxCost"
+        if value < 0 or (integral and not value.is_integer()):
+            kind = "a number of US dollars" if not integral else "a whole number"
+            raise ConfigError(
+                f"aiquery.budget.{name} is {given!r}; it must be {kind}, 0 or more "
+                "(unset it for no limit)"
+            )
+        values[name] = value
+    if not values:
+        return None
+    tokens, requests = values.get("maxTokens"), values.get("maxRequests")
+    return BudgetLimits(
+        key="",
+        max_requests=None if requests is None else int(requests),
+        max_tokens=None if tokens is None else int(tokens),
+        max_cost=values.get("maxCost"),
+    )
+
+
+DEDUP_SETTING = "dedup"
+_DEDUP_VALUES = ("auto", "true", "false")
+
+
+def deduplicates(spark: SparkSession, task: str, params: Mapping[str, Any]) -> bool:
+    """Are identical inputs of this call site sent once? `aiquery.dedup`: true or false
+    forces it; auto (the default) is on unless the call asks for samples, that is
+    `temperature` above 0 with no `seed`: then each row asked for an answer of its own."""
+    value = (setting(spark.conf, DEDUP_SETTING) or "auto").strip().lower()
+    if value not in _DEDUP_VALUES:
+        raise ConfigError(
+            f"aiquery.{DEDUP_SETTING} is {value!r}; use auto (the default: identical inputs "
+            "are sent once unless modelParameters ask for samples), true or false"
+        )
+    if value != "auto":
+        return value == "true"
+    if task == EMBEDDINGS:
+        return True
+    sampling = (params.get("temperature") or 0) > 0 and params.get("seed") is None
+    return not sampling
 
 
 # Without aiquery.concurrencyPerTask a task starts at 64 requests in flight and doubles per

@@ -4,7 +4,8 @@ It serves
 - `POST /usage`: usage lines from executors (`aiquery.usage.relay`), stored by the
   `Collector` in the driver's spool for the committer, when there is no shared mount;
 - `POST /permits`: leases of an endpoint's job-wide rate limits (`aiquery.client.shared_rate`)
-  from the process's one `PermitBank`.
+  from the process's one `PermitBank`;
+- `POST /budget`: leases of a query's budget (`aiquery.client.budget`) from its `BudgetBank`.
 
 It listens where executors can reach the driver: `aiquery.coordinator.host` (default:
 Spark's `spark.driver.host` on a classic driver; on a Spark Connect client, the local
@@ -27,6 +28,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, cast
 
+from aiquery.client.budget import BUDGET_PATH, BudgetBank
 from aiquery.client.shared_rate import PERMITS_PATH, PermitBank
 from aiquery.errors import ConfigError
 from aiquery.settings import is_classic, is_local, setting
@@ -41,6 +43,7 @@ log = logging.getLogger("aiquery")
 REAP_IDLE_S = 60.0  # a writer silent this long has its file closed (see Collector.reap)
 MAX_BODY = 64 * 1024 * 1024
 BANK = PermitBank()  # one per process: every coordinator here grants from the same limits
+BUDGETS = BudgetBank()  # likewise for query budgets
 
 
 class Coordinator:
@@ -103,6 +106,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == PERMITS_PATH:
             self._permits(body)
             return
+        if self.path == BUDGET_PATH:
+            self._budget(body)
+            return
         collector = self.coordinator.collector
         if self.path != USAGE_PATH or collector is None:
             self._answer(404, f"no route {self.path}")
@@ -133,6 +139,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(400, f"a permit request is JSON with key, per_minute, want ({e})")
             return
         self._answer(200, json.dumps({"wait_s": wait}), "application/json")
+
+    def _budget(self, body: bytes) -> None:
+        try:
+            asked = json.loads(body)
+            granted, exhausted = BUDGETS.lease(
+                str(asked["key"]),
+                dict(asked["limits"]),
+                int(asked["want"]),
+                tokens=int(asked.get("tokens", 0)),
+                cost=float(asked.get("cost", 0.0)),
+                returned=int(asked.get("returned", 0)),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            self._answer(400, f"a budget request is JSON with key, limits, want ({e})")
+            return
+        answer = {"granted": granted, "exhausted": exhausted}
+        self._answer(200, json.dumps(answer), "application/json")
 
     def _answer(self, status: int, text: str, kind: str = "text/plain; charset=utf-8") -> None:
         data = text.encode()

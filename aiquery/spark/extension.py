@@ -281,7 +281,7 @@ def bind_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str, An
     Request tags, engine and usage settings are the running session's (`spark` carries its
     settings): a view's or SQL function's body is analysed under the configuration captured
     when it was created, but whoever runs the statement owns its tags and its usage."""
-    from aiquery.spark.callspec import call_tags, default_settings
+    from aiquery.spark.callspec import call_settings, call_tags
     from aiquery.spark.runtime import bind
     from aiquery.usage.driver.settings import usage_context
 
@@ -290,7 +290,7 @@ def bind_in_driver(spark: SparkSession, call: Mapping[str, Any]) -> dict[str, An
         spec = replace(
             spec,
             request_tags=call_tags(spark, None, spec.task),
-            settings=default_settings(spark),
+            settings=call_settings(spark, spec.endpoint, spec.params),
             usage=usage_context(spark),
         )
         return _answer(bind(spark, spec))

@@ -13,6 +13,7 @@ execution when its UDF is made, just before Spark can run it:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
@@ -51,11 +52,19 @@ def bind_limits(
     usage: UsageContext | None,
 ) -> EngineSettings:
     """`settings` with the coordinator that holds rate limits for the whole job, when any
-    of `endpoints` has one (`requests_per_minute`, `tokens_per_minute`)."""
-    if not any(e.requests_per_minute or e.tokens_per_minute for e in endpoints):
+    of `endpoints` has one (`requests_per_minute`, `tokens_per_minute`), and the query's
+    budget, under a key of its own."""
+    limited = any(e.requests_per_minute or e.tokens_per_minute for e in endpoints)
+    if not limited and settings.budget is None:
         return settings
     found = coordinator(spark, usage.spool_dir if usage is not None else None)
-    return replace(settings, coordinator_url=found.url, coordinator_token=Secret(found.token))
+    budget = settings.budget and replace(settings.budget, key=uuid.uuid4().hex)
+    return replace(
+        settings,
+        coordinator_url=found.url,
+        coordinator_token=Secret(found.token),
+        budget=budget,
+    )
 
 
 def bind_usage(spark: SparkSession, usage: UsageContext | None) -> UsageContext | None:

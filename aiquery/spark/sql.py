@@ -18,7 +18,7 @@ Spark can evaluate alone is a constant. A statement without them is passed throu
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -35,7 +35,7 @@ from aiquery.errors import (
     InvalidArgumentError,
     InvalidModelParametersError,
 )
-from aiquery.protocols.common import EMBEDDINGS
+from aiquery.protocols.common import CHAT, EMBEDDINGS
 from aiquery.protocols.tasks import FUNCTIONS
 from aiquery.settings import master
 from aiquery.spark import extension, sqllex, sqlscan
@@ -43,6 +43,8 @@ from aiquery.spark.aifunctions import Arg, analyze_function
 from aiquery.spark.callspec import (
     CallSpec,
     analyze,
+    budget_limits,
+    deduplicates,
     default_settings,
     embedded_unreachable,
     session_request_tags,
@@ -292,7 +294,16 @@ def register(spark: SparkSession) -> None:
         return
     registry = load_registry()
     usage = bind_usage(spark, usage_context(spark))
-    settings = bind_limits(spark, default_settings(spark), registry.endpoints.values(), usage)
+    # Chat only, and no modelParameters: the session's dedup setting decides alone. This
+    # UDF serves every query of the session, so it cannot hold one query's budget.
+    if budget_limits(spark) is not None:
+        raise ConfigError(
+            "aiquery.budget.* limits one query, and plain spark.sql's ai_query without the "
+            "SQL extension serves the whole session: run the query with aiquery.sql(spark, "
+            "...), or start the session with the extension (aiquery.spark.session.spark_session)"
+        )
+    settings = replace(default_settings(spark), deduplicate=deduplicates(spark, CHAT, {}))
+    settings = bind_limits(spark, settings, registry.endpoints.values(), usage)
     tags = session_request_tags(spark, None)  # the session's, as set when registering
     # The UDF resolves the endpoint per query, so every endpoint is bound now.
     live = Registry(bind_endpoints(spark, registry.endpoints))

@@ -53,6 +53,7 @@ class _Totals:
     errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cost: float | None = None  # USD, of the rows with a known price
     latencies: list[int] = field(default_factory=list)
 
     def add(self, row: _Row) -> None:
@@ -60,6 +61,8 @@ class _Totals:
         self.errors += _is_error(row)
         self.input_tokens += row.get("input_tokens") or 0
         self.output_tokens += row.get("output_tokens") or 0
+        if row.get("cost_usd") is not None:
+            self.cost = (self.cost or 0.0) + row["cost_usd"]
         if row.get("status_code") is not None and row.get("latency_ms") is not None:
             self.latencies.append(int(row["latency_ms"]))
 
@@ -160,7 +163,47 @@ def _tag_charts(rows: Sequence[_Row], colors: Mapping[str, str]) -> str:
 
 
 _TABLE_HEAD = ("Endpoint", "Requests", "Errors", "Error rate", "Input tokens", "Output tokens",
-               "p50 latency", "p95 latency")  # fmt: skip
+               "Cost (USD)", "p50 latency", "p95 latency")  # fmt: skip
+
+
+def _usd(cost: float | None) -> str:
+    if cost is None:
+        return "-"
+    return f"${cost:,.2f}" if cost >= 1 or not cost else f"${cost:.4f}"
+
+
+def _cost_section(rows: Sequence[_Row]) -> str:
+    """Cost by day and by request-tag value: two tables, from each row's `cost_usd`."""
+    by_day: dict[str, float] = defaultdict(float)
+    by_tag: dict[str, float] = defaultdict(float)
+    for row in rows:
+        cost = row.get("cost_usd")
+        if cost is None:
+            continue
+        by_day[f"{_utc(row['event_time']):%Y-%m-%d}"] += cost
+        for key, value in _tags(row).items():
+            by_tag[f"{key}={value}"] += cost
+    if not by_day:
+        return _card(
+            "table-cost",
+            "Cost",
+            "No request has a known price",
+            '<p class="empty">Set input_price_per_million and output_price_per_million in '
+            "the endpoints file to see costs.</p>",
+        )
+
+    def table(title: str, items: list[tuple[str, float]]) -> str:
+        body = "".join(f"<tr><td>{esc(k)}</td><td>{_usd(v)}</td></tr>" for k, v in items)
+        return (
+            f"<figure><figcaption>{title}</figcaption><table><thead><tr><th>{title.split()[-1]}"
+            f"</th><th>Cost (USD)</th></tr></thead><tbody>{body}</tbody></table></figure>"
+        )
+
+    tags = sorted(by_tag.items(), key=lambda kv: (-kv[1], kv[0]))[: 2 * _MAX_TAG_VALUES]
+    body = '<div class="split">' + table("By day", sorted(by_day.items()))
+    body += (table("By tag", tags) if tags else "") + "</div>"
+    sub = "From each endpoint's price per million input and output tokens (the endpoints file)"
+    return _card("table-cost", "Cost", sub, body)
 
 
 def _table(per_ep: Mapping[str, _Totals], colors: Mapping[str, str]) -> str:
@@ -168,7 +211,7 @@ def _table(per_ep: Mapping[str, _Totals], colors: Mapping[str, str]) -> str:
     body = "".join(
         f'<tr><td><span class="swatch" style="background:{colors[ep]}"></span>{esc(ep)}</td>'
         f"<td>{t.requests:,}</td><td>{t.errors:,}</td><td>{t.error_rate:.1%}</td>"
-        f"<td>{t.input_tokens:,}</td><td>{t.output_tokens:,}</td>"
+        f"<td>{t.input_tokens:,}</td><td>{t.output_tokens:,}</td><td>{_usd(t.cost)}</td>"
         f"<td>{_ms(t.latency(50))}</td><td>{_ms(t.latency(95))}</td></tr>"
         for ep, t in sorted(per_ep.items(), key=lambda kv: (-kv[1].requests, kv[0]))
     )
@@ -270,6 +313,7 @@ def _status_section(
 def render_dashboard(
     rows: Sequence[Mapping[str, Any]],
     *,
+    saved: Sequence[Mapping[str, Any]] = (),
     title: str = "aiquery usage",
     generated_at: datetime | None = None,
 ) -> str:
@@ -277,7 +321,9 @@ def render_dashboard(
 
     Naive `event_time`s are taken as UTC. The page needs nothing from the network: CSS is inline and
     the charts are inline SVG, each in an element of class `chart` with a stable id (`chart-requests`,
-    `chart-tokens`, `chart-tags`, `chart-latency`, `chart-status`). With no rows, the page says so.
+    `chart-tokens`, `chart-tags`, `chart-latency`, `chart-status`). Costs come from each row's
+    `cost_usd` (`report.price_rows`); `saved` are the saved-rows records (rows answered without
+    a request). With no rows, the page says so.
     """
     generated = _utc(generated_at or datetime.now(UTC))
     totals, per_ep = _Totals(), defaultdict[str, _Totals](_Totals)
@@ -285,12 +331,15 @@ def render_dashboard(
         totals.add(row)
         per_ep[_endpoint(row)].add(row)
     t = totals
+    rows_saved = sum(r.get("rows") or 0 for r in saved)
     tiles = [
         ("requests", "Requests", f"{t.requests:,}", str(t.requests)),
         ("errors", "Errors", f"{t.errors:,}", str(t.errors)),
         ("error-rate", "Error rate", f"{t.error_rate:.1%}", f"{t.error_rate:.6f}"),
         ("input-tokens", "Input tokens", f"{t.input_tokens:,}", str(t.input_tokens)),
         ("output-tokens", "Output tokens", f"{t.output_tokens:,}", str(t.output_tokens)),
+        ("cost", "Cost (USD)", _usd(t.cost), "" if t.cost is None else f"{t.cost:.6f}"),
+        ("rows-saved", "Rows without a request", f"{rows_saved:,}", str(rows_saved)),
         ("endpoints", "Endpoints", f"{len(per_ep):,}", str(len(per_ep))),
     ]
     bad = " bad" if t.errors else ""
@@ -313,6 +362,7 @@ def render_dashboard(
             + _status_section(rows, per_ep, colors)
             + "</div>"
             + _table(per_ep, colors)
+            + _cost_section(rows)
         )
     else:
         covered = "nothing yet"
@@ -337,13 +387,15 @@ def write_dashboard(
     rows: Sequence[Mapping[str, Any]],
     path: str | Path,
     *,
+    saved: Sequence[Mapping[str, Any]] = (),
     title: str = "aiquery usage",
     generated_at: datetime | None = None,
 ) -> Path:
     """Render the dashboard to `path` (UTF-8, parent directories created) and return the path."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_dashboard(rows, title=title, generated_at=generated_at), encoding="utf-8")
+    page = render_dashboard(rows, saved=saved, title=title, generated_at=generated_at)
+    out.write_text(page, encoding="utf-8")
     return out
 
 

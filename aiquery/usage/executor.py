@@ -5,7 +5,8 @@ A task writes its own files (`<host>-<pid>-<random>-<seq>.open`, renamed `.jsonl
 closed or rotated), so no two writers share a file. Each file starts with a header line
 (the `Call`: endpoint, requester, tags, Spark task), then per request:
 - a started line just before it is sent, and
-- a finished line with its outcome once the answer (or the failure) is in.
+- a finished line with its outcome once the answer (or the failure) is in;
+and a saved line for rows answered without a request (a duplicate input, a cache hit).
 Each line is one `os.write` on an O_APPEND descriptor: a worker killed mid-job leaves only
 whole lines behind, and a started request without a finish still becomes a usage row.
 The line format is `aiquery.usage.record`'s.
@@ -24,7 +25,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from aiquery.endpoints.registry import Endpoint, Secret
-from aiquery.usage.record import FINISHED, STARTED, Attempt, Call, attempt_line, header_line
+from aiquery.usage.record import (
+    FINISHED,
+    STARTED,
+    Attempt,
+    Call,
+    Saved,
+    attempt_line,
+    header_line,
+    saved_line,
+)
 from aiquery.usage.relay import RelayWriter
 
 ROTATE_LINES = 20_000
@@ -80,6 +90,9 @@ class SpoolWriter:
 
     def finished(self, attempt: Attempt) -> None:
         self._write(attempt_line(FINISHED, attempt))
+
+    def saved(self, saved: Saved) -> None:
+        self._write(saved_line(saved))
 
     async def drain(self) -> None:
         """Publish what was written (the engine calls this on its loop as the task ends)."""

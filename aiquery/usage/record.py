@@ -128,9 +128,54 @@ def _origin_names(origin: Origin) -> set[str]:
 assert {f.name for f in dataclasses.fields(Attempt)} == _origin_names("attempt") == set(_KEYS)
 assert {f.name for f in dataclasses.fields(Call)} == _origin_names("call")
 
-# --- the spool's lines: a header ("h") per file, then "s" (started) and "f" (finished) ----
+# --- rows answered without a request: the saved-rows table beside the usage table -------
 
-HEADER, STARTED, FINISHED = "h", "s", "f"
+SAVED_TABLE = "ai_gateway.usage_saved"
+DUPLICATE, CACHE = "duplicate", "cache"
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """Rows of one task answered without a request of their own: duplicates of an input the
+    task sent (or is sending), or answers from the response cache. Not requests, so not
+    usage rows; the report counts them from their own table."""
+
+    saved_id: str  # random: the key that keeps a re-read spool line from counting twice
+    event_time: float  # epoch seconds
+    rows: int
+    source: str  # DUPLICATE | CACHE
+
+
+# Its table: the call's who and where, then the Saved fields.
+SAVED_COLUMNS: tuple[Column, ...] = (
+    Column("saved_id", "STRING", _S, "attempt", "unique id of this record", "id"),
+    Column("event_time", "TIMESTAMP", pa.timestamp("us", tz="UTC"), "attempt", "when the rows were answered", "t"),
+    Column("invocation_id", "STRING", _S, "call", "one ai_query call site in one statement"),
+    Column("endpoint_name", "STRING", _S, "call", "the endpoint as ai_query named it"),
+    Column("requester", "STRING", _S, "call", "who ran the query"),
+    Column("request_tags", "MAP<STRING, STRING>", pa.map_(_S, _S), "call", "the request tags the rows would have sent"),
+    Column("source", "STRING", _S, "attempt", "duplicate (an identical input in the same task) | cache", "src"),
+    Column("rows", "INT", _I32, "attempt", "table rows answered without a request", "r"),
+    Column("event_date", "DATE", pa.date32(), "derived", "partition column: the UTC date of event_time"),
+    Column("spark_app_id", "STRING", _S, "call", "the Spark application"),
+    Column("spark_task", "STRING", _S, "call", "stage.partition.attempt of the Spark task"),
+)  # fmt: skip
+SAVED_NAMES = tuple(c.name for c in SAVED_COLUMNS)
+SAVED_DDL = ", ".join(f"{c.name} {c.sql_type}" for c in SAVED_COLUMNS)
+SAVED_ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in SAVED_COLUMNS])
+_SAVED_KEYS = tuple((c.name, c.key) for c in SAVED_COLUMNS if c.key is not None)
+assert {f.name for f in dataclasses.fields(Saved)} == {name for name, _ in _SAVED_KEYS}
+
+
+def saved_table_location(usage_location: str) -> str:
+    """The saved-rows table's directory: beside the usage table's (`.../usage_saved`)."""
+    return usage_location.rstrip("/") + "_saved"
+
+
+# --- the spool's lines: a header ("h") per file, then "s" (started) and "f" (finished) ----
+# --- per request, and "v" (saved) per group of rows answered without one ---------------
+
+HEADER, STARTED, FINISHED, SAVED = "h", "s", "f", "v"
 
 
 def header_line(call: Call) -> bytes:
@@ -147,6 +192,10 @@ def attempt_line(kind: str, attempt: Attempt) -> bytes:
     return _line({"k": kind, **values})
 
 
+def saved_line(saved: Saved) -> bytes:
+    return _line({"k": SAVED, **{key: getattr(saved, name) for name, key in _SAVED_KEYS}})
+
+
 def _items(attempt: Attempt) -> list[tuple[str, Any]]:
     return [(name, getattr(attempt, name)) for name, _ in _ATTEMPT_KEYS]
 
@@ -155,12 +204,14 @@ def _line(values: Mapping[str, Any]) -> bytes:
     return (json.dumps(values, separators=(",", ":")) + "\n").encode()
 
 
-def parse_line(raw: bytes) -> tuple[str, Call | Attempt]:
+def parse_line(raw: bytes) -> tuple[str, Call | Attempt | Saved]:
     """(kind, what the line holds) of one whole spool line."""
     values = json.loads(raw)
     kind = values.pop("k")
     if kind == HEADER:
         return kind, Call(**values)
+    if kind == SAVED:
+        return kind, Saved(**{name: values[key] for name, key in _SAVED_KEYS})
     return kind, Attempt(**{name: values.get(key) for name, key in _KEYS.items()})
 
 
@@ -181,3 +232,16 @@ def usage_row(call: Call, attempt: Attempt, *, finished: bool) -> dict[str, Any]
         error_message=attempt.error_message if finished else NO_ANSWER,
     )
     return {name: values[name] for name in NAMES}
+
+
+def saved_row(call: Call, saved: Saved) -> dict[str, Any]:
+    """The saved-rows table's row for `saved`."""
+    when = datetime.fromtimestamp(saved.event_time, UTC)
+    values: dict[str, Any] = {
+        **dataclasses.asdict(call),
+        **dataclasses.asdict(saved),
+        "event_time": when,
+        "event_date": when.date(),
+        "request_tags": dict(call.request_tags) if call.request_tags else None,
+    }
+    return {name: values[name] for name in SAVED_NAMES}

@@ -24,7 +24,16 @@ from typing import Any
 import aiohttp
 
 from aiquery.errors import AiQueryError
-from aiquery.usage.record import FINISHED, STARTED, Attempt, Call, attempt_line, header_line
+from aiquery.usage.record import (
+    FINISHED,
+    STARTED,
+    Attempt,
+    Call,
+    Saved,
+    attempt_line,
+    header_line,
+    saved_line,
+)
 
 log = logging.getLogger("aiquery")
 
@@ -113,6 +122,10 @@ class RelayWriter:
 
     def finished(self, attempt: Attempt) -> None:
         self._lines.append(attempt_line(FINISHED, attempt))
+        self._send_soon()
+
+    def saved(self, saved: Saved) -> None:
+        self._lines.append(saved_line(saved))
         self._send_soon()
 
     async def drain(self) -> None:

@@ -20,8 +20,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from aiquery.endpoints.catalog import Price, price_of
 from aiquery.errors import ConfigError
 from aiquery.usage import deltalog
+from aiquery.usage.record import saved_table_location
 
 log = logging.getLogger("aiquery")
 
@@ -63,17 +65,33 @@ def load_rows(
     location: str | Path, *, since: datetime | None = None, until: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Usage rows between `since` and `until` (UTC), as dicts with the table's columns."""
-    filesystem, base = _filesystem(str(location))
     try:
-        files = deltalog.snapshot(filesystem, base).files
+        return _load(str(location), since, until)
     except deltalog.NoTableError as e:
         raise ConfigError(
             f"no usage table at {location} ({e}): run a job first, or pass --table / set "
             "AIQUERY_USAGE_LOCATION to the table's directory"
         ) from None
+
+
+def load_saved(
+    location: str | Path, *, since: datetime | None = None, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The saved-rows records (rows answered without a request) beside the usage table at
+    `location`; none when no job has saved a row yet."""
+    try:
+        return _load(saved_table_location(str(location)), since, until)
+    except deltalog.NoTableError:
+        return []
+
+
+def _load(location: str, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
+    filesystem, base = _filesystem(location)
+    try:
+        files = deltalog.snapshot(filesystem, base).files
     except deltalog.UnsupportedTableError as e:
         log.debug("reading %s with delta-rs: %s", location, e)
-        data = _read_by_delta_rs(str(location))
+        data = _read_by_delta_rs(location)
     else:
         days = (since and since.astimezone(UTC).date(), until and until.astimezone(UTC).date())
         data = _read_files([f for f in files if _may_hold(f, *days)], filesystem, base)
@@ -152,6 +170,8 @@ def _key(row: Mapping[str, Any], group: str) -> str:
         when = row["event_time"]
         return str(when.date() if isinstance(when, datetime) else date.today())
     if group == "status":
+        if "saved_id" in row:  # rows answered without a request
+            return "no request"
         return "no answer" if row["status_code"] is None else str(row["status_code"])
     column = _COLUMN.get(group)
     if column is not None:
@@ -160,15 +180,35 @@ def _key(row: Mapping[str, Any], group: str) -> str:
     return str(tags.get(group.removeprefix("tag:"), "(none)"))
 
 
-def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str]) -> list[dict[str, Any]]:
-    """One line per group: requests, errors, input/output tokens, p50/p95 latency."""
+def price_rows(rows: Sequence[dict[str, Any]], prices: Mapping[str, Price]) -> None:
+    """Set each usage row's `cost_usd` from its endpoint's price (None: price unknown)."""
+    for row in rows:
+        price = price_of(prices, row.get("endpoint_name") or "")
+        row["cost_usd"] = (
+            None if price is None else price.cost(row.get("input_tokens"), row.get("output_tokens"))
+        )
+
+
+def summarize(
+    rows: Sequence[Mapping[str, Any]],
+    by: Sequence[str],
+    saved: Sequence[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """One line per group: requests, errors, input/output tokens, cost (of rows priced by
+    `price_rows`), rows answered without a request, p50/p95 latency."""
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(_key(row, g) for g in by), []).append(row)
+    saved_rows: dict[tuple[str, ...], int] = {}
+    for record in saved:
+        key = tuple(_key(record, g) for g in by)
+        groups.setdefault(key, [])
+        saved_rows[key] = saved_rows.get(key, 0) + (record.get("rows") or 0)
     out = []
     for key in sorted(groups):
         members = groups[key]
         latencies = sorted(r["latency_ms"] for r in members if r.get("latency_ms") is not None)
+        costs = [r["cost_usd"] for r in members if r.get("cost_usd") is not None]
         out.append(
             {
                 **dict(zip(by, key, strict=True)),
@@ -176,11 +216,20 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str]) -> list[dict
                 "errors": sum(1 for r in members if r.get("status_code") != 200),
                 "input_tokens": sum(r.get("input_tokens") or 0 for r in members),
                 "output_tokens": sum(r.get("output_tokens") or 0 for r in members),
+                "cost_usd": Dollars(sum(costs)) if costs else None,
+                "rows_saved": saved_rows.get(key, 0),
                 "p50_ms": _percentile(latencies, 0.50),
                 "p95_ms": _percentile(latencies, 0.95),
             }
         )
     return out
+
+
+class Dollars(float):
+    """A cost in US dollars: shown with cents, and fractions of a cent when that small."""
+
+    def __str__(self) -> str:
+        return f"{self:,.2f}" if self >= 1 or not self else f"{self:.4f}"
 
 
 def _percentile(values: Sequence[int], q: float) -> int | None:
@@ -215,3 +264,19 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def prices() -> dict[str, Price]:
+    """Each configured endpoint's price by name: the endpoints file's, or the documented
+    defaults of the Databricks names."""
+    from aiquery.endpoints.catalog import DEFAULT_PRICES
+    from aiquery.endpoints.registry import load_registry
+
+    found: dict[str, Price] = dict(DEFAULT_PRICES)
+    try:
+        endpoints = load_registry().endpoints
+    except ConfigError as e:  # the report still reads; costs use the defaults
+        log.warning("aiquery: endpoint prices from the defaults only (%s)", e)
+        endpoints = {}
+    found.update({name: e.price for name, e in endpoints.items() if e.price is not None})
+    return found

@@ -245,3 +245,99 @@ def test_a_bug_in_a_request_fails_the_task_instead_of_hanging_it(
         pytest.raises(KeyError, match="a decoder bug"),
     ):
         list(engine.map([[f"row {i}" for i in range(20)]]))
+
+
+# --- de-duplication --------------------------------------------------------------------------
+
+
+def run_dedup(
+    ep: Endpoint, batches: list[list[Any]], *, concurrency: int = 16
+) -> tuple[list[list[RowResult]], BatchEngine, list[Any]]:
+    saved: list[Any] = []
+
+    class Spy:
+        def started(self, attempt: Any) -> None:
+            return None
+
+        def finished(self, attempt: Any) -> None:
+            return None
+
+        def saved(self, record: Any) -> None:
+            saved.append(record)
+
+        async def drain(self) -> None:
+            return None
+
+    settings = EngineSettings(concurrency=concurrency, policy=FAST_RETRIES, deduplicate=True)
+    with BatchEngine(ep, wire_for(ep, {}), settings, fail_fast=False, recorder=Spy()) as engine:
+        return list(engine.map(batches)), engine, saved
+
+
+def test_identical_inputs_in_a_task_are_sent_once_and_every_row_answered(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    # 30% of rows repeat an earlier row: in the same batch, in flight, or long answered.
+    distinct = [f"Summarize: row {i} is unique. x" for i in range(700)]
+    prompts = distinct + [distinct[(i * 7) % 700] for i in range(300)]
+    batches = [prompts[i : i + 100] for i in range(0, 1000, 100)]
+    results, engine, saved = run_dedup(endpoint(emulator), batches, concurrency=4)
+    flat = [r.value for batch in results for r in batch]
+    assert flat == [expected(p) for p in prompts]
+    assert control.stats()["databricks-gpt-5-4"]["requests"] == 700
+    assert engine.rows_deduplicated == 300 == sum(s.rows for s in saved)
+    assert {s.source for s in saved} == {"duplicate"}
+
+
+def test_duplicates_waiting_on_a_request_in_flight_share_its_error(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    control.set_faults("databricks-gpt-5-4", error_rate_500=1.0)
+    (results,), engine, _ = run_dedup(endpoint(emulator), [["same", "same", "same", "other"]])
+    assert control.stats()["databricks-gpt-5-4"]["requests"] == 2 * FAST_RETRIES.max_attempts
+    assert all(r.error is not None and "HTTP 500" in str(r.error) for r in results)
+    assert engine.rows_deduplicated == 2
+
+
+def test_a_failed_input_is_tried_again_when_it_repeats_in_a_later_batch(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    control.set_faults("databricks-gpt-5-4", error_rate_500=1.0)
+    settings = EngineSettings(concurrency=4, policy=FAST_RETRIES, deduplicate=True)
+    ep = endpoint(emulator)
+    with BatchEngine(ep, wire_for(ep, {}), settings, fail_fast=False) as engine:
+        (first,) = engine.map([["Summarize: a. b"]])
+        assert first[0].error is not None
+        control.set_faults("databricks-gpt-5-4", error_rate_500=0.0)
+        (again,) = engine.map([["Summarize: a. b"]])
+    assert again[0].value == "a."  # errors are not remembered: the repeat was sent
+
+
+def test_duplicate_embeddings_are_sent_once_within_their_batched_requests(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    ep = endpoint(emulator, "databricks-gte-large-en", task="llm/v1/embeddings", max_batch_size=25)
+    texts = [f"text {i % 40}" for i in range(100)]
+    (results,), engine, _ = run_dedup(ep, [texts])
+    for text, result in zip(texts, results, strict=True):
+        assert result.value.tolist() == np.asarray(embed(text, 1024), dtype=np.float32).tolist()
+    assert control.stats()["databricks-gte-large-en"]["items"] == 40
+    assert engine.rows_deduplicated == 60
+
+
+def test_the_answer_memo_is_bounded_by_size(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, control: EmulatorControl
+) -> None:
+    import aiquery.client.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "MEMO_BYTES", 2_000)
+    prompts = [f"Summarize: row {i}. x" for i in range(50)]
+    settings = EngineSettings(concurrency=2, policy=FAST_RETRIES, deduplicate=True)
+    ep = endpoint(emulator)
+    with BatchEngine(ep, wire_for(ep, {}), settings, fail_fast=False) as engine:
+        engine.map([prompts]).__next__()
+        (again,) = engine.map([prompts])  # after the first is done: only the memo can help
+        remembered = engine.rows_deduplicated
+        assert engine._answers_bytes <= 2_000
+    assert [r.value for r in again] == [expected(p) for p in prompts]
+    assert 0 < remembered < 50  # the most recent answers, not all of them
+    assert control.stats()["databricks-gpt-5-4"]["requests"] == 100 - remembered

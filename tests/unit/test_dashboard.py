@@ -275,6 +275,46 @@ def test_endpoint_table_has_a_row_per_endpoint_with_its_totals() -> None:
         assert f"{inputs:,}" in table
 
 
+def priced(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from aiquery.endpoints.catalog import Price
+    from aiquery.usage.report import price_rows
+
+    # gpt-5-mini's price is known; bge-embeddings' and claude-sonnet's here are not.
+    price_rows(rows, {"gpt-5-mini": Price(0.25, 2.0), "claude-sonnet": Price(3.0, 15.0)})
+    return rows
+
+
+def test_cost_tile_endpoint_column_and_cost_by_day_and_tag_add_up() -> None:
+    rows = priced(usage_rows())
+    saved = [{"rows": 40}, {"rows": 2}]
+    page = parse(render_dashboard(rows, saved=saved, generated_at=GENERATED))
+    costs = [r["cost_usd"] for r in rows if r["cost_usd"] is not None]
+    total = sum(costs)
+    assert 0 < len(costs) < len(rows) and total > 1
+    assert tile(page, "cost") == (f"Cost (USD)${total:,.2f}", f"{total:.6f}")
+    assert tile(page, "rows-saved") == ("Rows without a request42", "42")
+    table = page.text_under["table-endpoints"]
+    mini = sum(r["cost_usd"] or 0 for r in rows if r["endpoint_name"] == "gpt-5-mini")
+    assert 0 < mini < 1 and f"${mini:.4f}" in table  # under a dollar: to the hundredth cent
+    assert "bge-embeddings" in table
+    by_day: dict[str, float] = defaultdict(float)
+    for r in rows:
+        if r["cost_usd"] is not None:
+            by_day[f"{r['event_time']:%Y-%m-%d}"] += r["cost_usd"]
+    cost_card = page.text_under["table-cost"]
+    for day, cost in by_day.items():
+        shown = f"${cost:,.2f}" if cost >= 1 else f"${cost:.4f}"
+        assert f"{day}{shown}" in cost_card
+    ads = sum(r["cost_usd"] or 0 for r in rows if (r["request_tags"] or {}).get("team") == "ads")
+    assert f"team=ads${ads:,.2f}" in cost_card
+
+
+def test_without_prices_the_cost_card_says_how_to_set_them() -> None:
+    page = parse(render_dashboard(usage_rows(), generated_at=GENERATED))
+    assert tile(page, "cost") == ("Cost (USD)-", "")
+    assert "input_price_per_million" in page.text_under["table-cost"]
+
+
 def test_page_loads_nothing_from_the_network() -> None:
     text = render_dashboard(usage_rows(), generated_at=GENERATED)
     page = parse(text)

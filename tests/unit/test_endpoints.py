@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from aiquery.endpoints.catalog import DEFAULT_PRICES, Price
 from aiquery.endpoints.registry import (
     EMBEDDED,
     Endpoint,
@@ -185,6 +186,8 @@ def test_aiquery_toml_in_the_working_directory_defines_endpoints(tmp_path: Path)
         tokens_per_minute = 200000
         timeout_s = 30
         max_batch_size = 16
+        input_price_per_million = 0.2
+        output_price_per_million = 0
         """,
     )
     endpoint = load(tmp_path, VLLM_API_KEY=SECRET).resolve("my-llama")
@@ -200,6 +203,7 @@ def test_aiquery_toml_in_the_working_directory_defines_endpoints(tmp_path: Path)
         tokens_per_minute=200000.0,
         timeout_s=30.0,
         max_batch_size=16,
+        price=Price(0.2, 0.0),
         source=f"file:{tmp_path / 'aiquery.toml'}",
     )
 
@@ -216,6 +220,52 @@ def test_a_minimal_file_endpoint_gets_the_documented_defaults(tmp_path: Path) ->
     assert (endpoint.max_concurrency, endpoint.requests_per_minute) == (None, None)
     assert (endpoint.timeout_s, endpoint.max_batch_size) == (297.0, 100)
     assert endpoint.encoding_format == "base64"
+    assert endpoint.price is None  # unknown: no cost shown, no cost budget can be met
+
+
+def test_databricks_names_have_documented_default_prices_a_file_may_override(
+    tmp_path: Path,
+) -> None:
+    registry = load(tmp_path)
+    assert (
+        registry.resolve("databricks-gpt-5-mini").price == DEFAULT_PRICES["databricks-gpt-5-mini"]
+    )
+    assert registry.resolve("system.ai.gpt-5-mini").price == DEFAULT_PRICES["databricks-gpt-5-mini"]
+    assert all(e.price is not None for e in registry.endpoints.values())
+    write_toml(
+        tmp_path / "aiquery.toml",
+        """
+        [endpoints.databricks-gpt-5-mini]
+        base_url = "https://workspace.example"
+        [endpoints.databricks-gpt-5-nano]
+        base_url = "https://workspace.example"
+        input_price_per_million = 0.07
+        output_price_per_million = 0.5
+        """,
+    )
+    registry = load(tmp_path)
+    assert (
+        registry.resolve("databricks-gpt-5-mini").price == DEFAULT_PRICES["databricks-gpt-5-mini"]
+    )
+    assert registry.resolve("databricks-gpt-5-nano").price == Price(0.07, 0.5)
+    assert Price(0.07, 0.5).cost(1_000_000, 2_000_000) == pytest.approx(1.07)
+
+
+@pytest.mark.parametrize(
+    "prices",
+    [
+        "input_price_per_million = 0.1",
+        "input_price_per_million = -1\noutput_price_per_million = 1",
+        'input_price_per_million = "cheap"\noutput_price_per_million = 1',
+    ],
+)
+def test_a_bad_price_names_both_settings_and_the_unit(tmp_path: Path, prices: str) -> None:
+    write_toml(
+        tmp_path / "aiquery.toml",
+        f'[endpoints.x]\nbase_url = "https://serving.example"\n{prices}\n',
+    )
+    with pytest.raises(ConfigError, match="go together, each a number of US dollars per million"):
+        load(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -486,8 +536,11 @@ def test_describe_says_where_an_endpoint_points(tmp_path: Path) -> None:
         "url": "http://127.0.0.1:8000/v1",
         "model": "m",
         "token": "(none)",
+        "price": "(unknown)",
         "source": "python",
     }
+    priced = load(tmp_path).resolve("databricks-gpt-5-nano").describe()["price"]
+    assert priced == "$0.05 in / $0.4 out per 1M tokens"
 
 
 # --- usage-table destination --------------------------------------------------------------

@@ -35,7 +35,16 @@ from aiquery.errors import ConfigError
 from aiquery.settings import is_classic
 from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
-from aiquery.usage.record import ARROW_SCHEMA, DDL, TABLE, Call
+from aiquery.usage.record import (
+    ARROW_SCHEMA,
+    DDL,
+    SAVED_ARROW_SCHEMA,
+    SAVED_DDL,
+    SAVED_TABLE,
+    TABLE,
+    Call,
+    saved_table_location,
+)
 
 log = logging.getLogger("aiquery")
 
@@ -44,6 +53,12 @@ MERGE INTO {TABLE} AS t
 USING {{source}} AS s
 ON t.event_date = s.event_date AND t.request_id = s.request_id
 WHEN MATCHED AND t.latency_ms IS NULL AND s.latency_ms IS NOT NULL THEN UPDATE SET *
+WHEN NOT MATCHED THEN INSERT *
+"""
+_MERGE_SAVED = f"""
+MERGE INTO {SAVED_TABLE} AS t
+USING {{source}} AS s
+ON t.event_date = s.event_date AND t.saved_id = s.saved_id
 WHEN NOT MATCHED THEN INSERT *
 """
 MERGE_BATCH_ROWS = 50_000
@@ -61,6 +76,7 @@ class UsageCommitter:
         self._lock = threading.Lock()
         self._offsets: dict[Path, tuple[int, Call | None]] = {}
         self._table_ready = False
+        self._saved_ready = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.ever_started = False
@@ -88,12 +104,14 @@ class UsageCommitter:
             # lines it wrote in that window.
             finished = [p for p in files if p.suffix == ".jsonl" or is_abandoned(p)]
             rows: dict[str, dict[str, Any]] = {}
+            saved: dict[str, dict[str, Any]] = {}
             progress: dict[Path, tuple[int, Call | None]] = {}
             merged = 0
             for path in files:
                 offset, header = self._offsets.get(path, (0, None))
-                found, new_offset, header = read_rows(path, offset, header)
+                found, found_saved, new_offset, header = read_rows(path, offset, header)
                 progress[path] = (new_offset, header)
+                saved.update((row["saved_id"], row) for row in found_saved)
                 for row in found:
                     kept = rows.get(row["request_id"])
                     # A finished row beats a placeholder for the same request.
@@ -103,11 +121,13 @@ class UsageCommitter:
                         rows[row["request_id"]] = row
                 # Bounded batches keep the driver's memory flat however long the job ran;
                 # a placeholder and its finish in different batches still meet in MERGE.
-                if len(rows) >= MERGE_BATCH_ROWS:
+                if len(rows) >= MERGE_BATCH_ROWS or len(saved) >= MERGE_BATCH_ROWS:
                     merged += self._merge_batch(rows)
+                    self._merge_saved(saved)
                     self._offsets.update(progress)
             if rows:
                 merged += self._merge_batch(rows)
+            self._merge_saved(saved)
             self._offsets.update(progress)
             for path in finished:
                 path.unlink(missing_ok=True)
@@ -116,9 +136,29 @@ class UsageCommitter:
 
     def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:
         count = len(rows)
-        self._merge(list(rows.values()))
+        if rows:
+            self._merge(_MERGE, pa.Table.from_pylist(list(rows.values()), schema=ARROW_SCHEMA))
         rows.clear()
         return count
+
+    def _merge_saved(self, saved: dict[str, dict[str, Any]]) -> None:
+        """Rows answered without a request go to their own table, keyed by record id."""
+        if not saved:
+            return
+        self._ensure_saved_table()
+        table = pa.Table.from_pylist(list(saved.values()), schema=SAVED_ARROW_SCHEMA)
+        self._merge(_MERGE_SAVED, table)
+        saved.clear()
+
+    def _ensure_saved_table(self) -> None:
+        if self._saved_ready:
+            return
+        self.spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {SAVED_TABLE} ({SAVED_DDL}) USING DELTA "
+            f"PARTITIONED BY (event_date) LOCATION '{saved_table_location(self.location)}' "
+            "TBLPROPERTIES ('delta.enableDeletionVectors' = 'false')"
+        )
+        self._saved_ready = True
 
     def _activate(self) -> None:
         # The JVM keeps the active session per thread, and Delta's MERGE looks it up; a
@@ -130,12 +170,11 @@ class UsageCommitter:
         if jvm is not None:
             jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
 
-    def _merge(self, rows: list[dict[str, Any]], attempts: int = 8) -> None:
-        table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+    def _merge(self, statement: str, table: pa.Table, attempts: int = 8) -> None:
         with self._source(table) as source:
             for attempt in range(1, attempts + 1):
                 try:
-                    self.spark.sql(_MERGE.format(source=source))
+                    self.spark.sql(statement.format(source=source))
                     return
                 except Exception as e:  # a concurrent writer won: retry against the new snapshot
                     if attempt == attempts or not any(c in str(e) for c in _CONFLICTS):

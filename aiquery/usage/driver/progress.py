@@ -13,15 +13,17 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from aiquery.endpoints.catalog import Price, price_of
+from aiquery.errors import AiQueryError
 from aiquery.settings import is_classic
 from aiquery.usage.driver.spool import read_events
-from aiquery.usage.record import STARTED, Attempt, Call
+from aiquery.usage.record import SAVED, STARTED, Attempt, Call, Saved
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -37,13 +39,21 @@ class Tally:
     input_tokens: int = 0
     output_tokens: int = 0
     started: int = 0
+    saved: int = 0  # rows answered without a request (duplicates, cache hits)
+    cost: float = 0.0  # USD, of answers from endpoints with a known price
 
     @property
     def in_flight(self) -> int:
         return max(0, self.started - self.requests)
 
-    def add(self, kind: str, attempt: Attempt) -> None:
-        """Count one spool event (a request started, or finished)."""
+    def add(self, kind: str, attempt: Attempt | Saved, price: Price | None = None) -> None:
+        """Count one spool event (a request started or finished, or rows saved); `price`:
+        its endpoint's, for the cost so far."""
+        if isinstance(attempt, Saved):
+            if kind == SAVED:
+                self.rows += attempt.rows
+                self.saved += attempt.rows
+            return
         if kind == STARTED:
             self.started += 1
             return
@@ -56,6 +66,8 @@ class Tally:
             self.rows += attempt.rows or 0
             self.input_tokens += attempt.input_tokens or 0
             self.output_tokens += attempt.output_tokens or 0
+            if price is not None:
+                self.cost += price.cost(attempt.input_tokens, attempt.output_tokens)
         else:
             self.errors += 1
 
@@ -68,8 +80,10 @@ class ProgressMonitor:
         stream: TextIO | None = None,
         interval_s: float = 1.0,
         tasks: Callable[[], tuple[int, int]] | None = None,
+        prices: Mapping[str, Price] | None = None,
     ) -> None:
         self.spool_dir = Path(spool_dir)
+        self.prices = prices or {}
         self.stream = stream or sys.stderr
         self.interval_s = interval_s
         self.tasks = tasks
@@ -93,8 +107,9 @@ class ProgressMonitor:
         for path in self._files():
             offset, call = self._offsets.get(path.stem, (0, None))
             events, offset, call = read_events(path, offset, call)
+            price = price_of(self.prices, call.endpoint_name) if call is not None else None
             for kind, attempt in events:
-                self.tally.add(kind, attempt)
+                self.tally.add(kind, attempt, price)
             self._offsets[path.stem] = (offset, call)
         return self.tally
 
@@ -109,12 +124,20 @@ class ProgressMonitor:
             f"{t.retries:,} retries",
             f"{t.throttled:,} throttled (429)",
         ]
+        if t.saved:
+            parts.append(f"{t.saved:,} rows without a request")
         if t.errors:
             parts.append(f"{t.errors:,} failed attempts")
+        if t.cost:
+            parts.append(f"${t.cost:,.2f}" if t.cost >= 1 else f"${t.cost:.4f}")
         if self.tasks is not None:
             done, total = self.tasks()
             if total:
-                parts.append(f"tasks {done}/{total}")
+                parts.append(f"tasks {done}/{total} ({done / total:.0%})")
+                if done:
+                    # Tasks are the unit Spark knows the size of up front; the time per task
+                    # so far, for the tasks left, is the estimate (rough for few tasks).
+                    parts.append(f"ETA {_duration(elapsed * (total - done) / done)}")
         return " | ".join(parts)
 
     def _run(self) -> None:
@@ -142,10 +165,19 @@ class ProgressMonitor:
         self._stop.set()
         self._thread.join(timeout=5)
         self.poll()
-        if self.tally.requests:
+        if self.tally.requests or self.tally.saved:
             prefix, suffix = ("\r", "\x1b[K\n") if self.stream.isatty() else ("", "\n")
             self.stream.write(prefix + self.line() + suffix)
             self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _spark_tasks(spark: SparkSession) -> tuple[int, int]:
@@ -175,9 +207,19 @@ def progress(
         stream=stream,
         interval_s=interval_s,
         tasks=lambda: _spark_tasks(spark),
+        prices=_prices(),
     )
     monitor.start()
     try:
         yield monitor
     finally:
         monitor.stop()
+
+
+def _prices() -> dict[str, Price]:
+    from aiquery.endpoints.registry import load_registry
+
+    try:
+        return {name: e.price for name, e in load_registry().endpoints.items() if e.price}
+    except AiQueryError:  # a bad endpoints file fails the query itself, with its message
+        return {}

@@ -12,9 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiquery.usage.record import FINISHED, STARTED, Attempt, Call, parse_line, usage_row
+from aiquery.usage.record import (
+    FINISHED,
+    SAVED,
+    STARTED,
+    Attempt,
+    Call,
+    Saved,
+    parse_line,
+    saved_row,
+    usage_row,
+)
 
-Event = tuple[str, Attempt]  # (STARTED | FINISHED, the attempt)
+Event = tuple[str, Attempt | Saved]  # (STARTED | FINISHED, the attempt) or (SAVED, the rows)
 
 
 def spool_files(directory: str | Path) -> list[Path]:
@@ -65,26 +75,29 @@ def read_events(
         if isinstance(value, Call):
             call = value
         else:
-            assert isinstance(value, Attempt)
             events.append((kind, value))
     return events, offset + end, call
 
 
 def read_rows(
     path: Path, offset: int = 0, call: Call | None = None
-) -> tuple[list[dict[str, Any]], int, Call | None]:
-    """Usage rows from `path` from byte `offset` on: (rows, new offset, the file's header).
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, Call | None]:
+    """Rows from `path` from byte `offset` on: (usage rows, saved rows, new offset, the
+    file's header).
 
     A started request with no finish in this part of the file becomes a placeholder row
     (NULL status and latency) that a later finish replaces.
     """
     events, new_offset, call = read_events(path, offset, call)
     if call is None:
-        return [], offset, None
-    started = {a.request_id: a for kind, a in events if kind == STARTED}
-    finished = {a.request_id: a for kind, a in events if kind == FINISHED}
+        return [], [], offset, None
+    started = {a.request_id: a for kind, a in events if kind == STARTED and isinstance(a, Attempt)}
+    finished = {
+        a.request_id: a for kind, a in events if kind == FINISHED and isinstance(a, Attempt)
+    }
     rows = [usage_row(call, a, finished=True) for a in finished.values()]
     rows += [
         usage_row(call, a, finished=False) for rid, a in started.items() if rid not in finished
     ]
-    return rows, new_offset, call
+    saved = [saved_row(call, s) for kind, s in events if kind == SAVED and isinstance(s, Saved)]
+    return rows, saved, new_offset, call

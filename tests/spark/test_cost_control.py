@@ -1,0 +1,224 @@
+"""Cost control end to end: identical inputs sent once (and the rows saved recorded), and
+budgets that stop a query at its limit."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+import aiquery
+from aiquery.endpoints.catalog import DEFAULT_PRICES
+from aiquery.endpoints.registry import configure
+from aiquery.protocols.common import Message
+from aiquery.serving.control import EmulatorControl
+from aiquery.serving.models import chat_reply
+from aiquery.usage.driver.committer import flush
+
+pytestmark = pytest.mark.spark
+
+# 1,000 rows in two partitions; rows whose id ends in 1, 2 or 3 repeat the text of the row
+# ending in 0 before them (in the same partition): 700 distinct requests.
+DUPLICATES = """
+SELECT id, concat('Summarize: item ', id - CASE WHEN id % 10 BETWEEN 1 AND 3 THEN id % 10 ELSE 0 END, '. rest') AS p
+FROM range(0, 1000, 1, 2)
+"""
+
+
+def saved_rows(spark, invocations: set[str]) -> int:  # type: ignore[no-untyped-def]
+    ids = ",".join(f"'{i}'" for i in invocations)
+    return (
+        spark.sql(
+            f"SELECT coalesce(sum(rows), 0) AS n FROM ai_gateway.usage_saved WHERE invocation_id IN ({ids})"
+        )
+        .first()
+        .n
+    )
+
+
+def test_thirty_percent_duplicates_send_seventy_percent_of_the_requests(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    spark.sql(DUPLICATES).createOrReplaceTempView("dupes")
+    shown = io.StringIO()
+    with aiquery.progress(spark, stream=shown, interval_s=0.2) as monitor:
+        rows = aiquery.sql(
+            spark, "SELECT id, p, ai_query('databricks-gpt-5-mini', p) AS a FROM dupes"
+        ).collect()
+    assert len(rows) == 1000
+    last = shown.getvalue().strip().splitlines()[-1]
+    assert "ai_query: 1,000 rows" in last and "300 rows without a request" in last
+    assert "700 requests" in last
+    price = DEFAULT_PRICES["databricks-gpt-5-mini"]
+    cost = price.cost(monitor.tally.input_tokens, monitor.tally.output_tokens)
+    assert monitor.tally.cost == pytest.approx(cost) and f"${monitor.tally.cost:.4f}" in last
+    assert all(r.a == chat_reply([Message("user", r.p)]).text for r in rows)
+    log = control.requests("databricks-gpt-5-mini")
+    assert len(log) == 700
+    flush(spark)
+    ids = ",".join(f"'{r['request_id']}'" for r in log)
+    usage = aiquery.sql(
+        spark,
+        f"SELECT invocation_id, rows FROM system.ai_gateway.usage WHERE request_id IN ({ids})",
+    ).collect()
+    assert len(usage) == 700 and sum(u.rows for u in usage) == 700  # usage rows == the log
+    assert saved_rows(spark, {u.invocation_id for u in usage}) == 300
+
+
+@pytest.mark.parametrize(
+    ("setting", "params", "expected"),
+    [
+        (None, "'temperature', 0.8", 1000),  # samples: every row asked for its own
+        (None, "'temperature', 0.8, 'seed', 7", 700),  # a seed makes them repeatable
+        (None, "'temperature', 0.0", 700),
+        ("false", None, 1000),
+        ("true", "'temperature', 0.8", 700),
+    ],
+)
+def test_dedup_is_off_for_samples_and_can_be_forced_either_way(
+    spark,
+    workspace,
+    control: EmulatorControl,
+    setting: str | None,
+    params: str | None,
+    expected: int,
+) -> None:  # type: ignore[no-untyped-def]
+    spark.sql(DUPLICATES).createOrReplaceTempView("dupes")
+    if setting is not None:
+        spark.conf.set("aiquery.dedup", setting)
+    try:
+        extra = f", modelParameters => named_struct({params})" if params else ""
+        aiquery.sql(
+            spark, f"SELECT ai_query('databricks-gpt-5-nano', p{extra}) AS a FROM dupes"
+        ).collect()
+    finally:
+        spark.conf.unset("aiquery.dedup")
+    assert len(control.requests("databricks-gpt-5-nano")) == expected
+
+
+def test_a_bad_dedup_setting_names_the_choices(spark, workspace) -> None:  # type: ignore[no-untyped-def]
+    spark.conf.set("aiquery.dedup", "sometimes")
+    try:
+        with pytest.raises(Exception, match=r"aiquery\.dedup is 'sometimes'; use auto"):
+            aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-nano', 'x')").collect()
+    finally:
+        spark.conf.unset("aiquery.dedup")
+
+
+# --- budgets ---------------------------------------------------------------------------------
+
+DISTINCT = "SELECT id, concat('Summarize: item ', id, '. rest') AS p FROM range(0, 400, 1, 2)"
+
+
+@pytest.fixture
+def budget(spark):  # type: ignore[no-untyped-def]
+    """Set aiquery.budget.* (and a small window, so what is in flight is small) for one test."""
+    names: list[str] = []
+
+    def set_budget(**limits: object) -> None:
+        for name, value in {"concurrencyPerTask": 4, **limits}.items():
+            key = f"aiquery.{name}" if name == "concurrencyPerTask" else f"aiquery.budget.{name}"
+            spark.conf.set(key, str(value))
+            names.append(key)
+
+    yield set_budget
+    for key in names:
+        spark.conf.unset(key)
+
+
+def usage_of(spark, log: list[dict]) -> list:  # type: ignore[no-untyped-def]
+    flush(spark)
+    ids = ",".join(f"'{r['request_id']}'" for r in log) or "''"
+    return aiquery.sql(
+        spark,
+        f"SELECT input_tokens, output_tokens FROM system.ai_gateway.usage WHERE request_id IN ({ids})",
+    ).collect()
+
+
+def test_max_requests_sends_exactly_that_many_and_the_rest_say_why(
+    spark, workspace, control: EmulatorControl, budget
+) -> None:  # type: ignore[no-untyped-def]
+    spark.sql(DISTINCT).createOrReplaceTempView("distinct_rows")
+    budget(maxRequests=100)
+    rows = aiquery.sql(
+        spark,
+        "SELECT ai_query('databricks-gpt-5-mini', p, failOnError => false) AS r FROM distinct_rows",
+    ).collect()
+    answered = [r for r in rows if r.r.errorMessage is None]
+    refused = [r for r in rows if r.r.errorMessage is not None]
+    assert len(answered) == 100 and len(refused) == 300
+    assert all("BUDGET_EXHAUSTED" in r.r.errorMessage for r in refused)
+    assert "aiquery.budget.maxRequests = 100 requests were sent" in refused[0].r.errorMessage
+    log = control.requests("databricks-gpt-5-mini")
+    assert len(log) == 100 and len(usage_of(spark, log)) == 100  # usage committed
+
+
+@pytest.mark.parametrize("kind", ["maxTokens", "maxCost"])
+def test_tokens_and_cost_budgets_stop_at_the_limit_give_or_take_what_was_in_flight(
+    spark, workspace, control: EmulatorControl, budget, kind: str
+) -> None:  # type: ignore[no-untyped-def]
+    spark.sql(DISTINCT).createOrReplaceTempView("distinct_rows")
+    price = DEFAULT_PRICES["databricks-gpt-5"]
+    limit = 2_000 if kind == "maxTokens" else 0.002
+    budget(**{kind: limit})
+    rows = aiquery.sql(
+        spark,
+        "SELECT ai_query('databricks-gpt-5', p, failOnError => false) AS r FROM distinct_rows",
+    ).collect()
+    log = control.requests("databricks-gpt-5")
+    usage = usage_of(spark, log)
+    assert len(usage) == len(log)
+    spent = [
+        (u.input_tokens + u.output_tokens)
+        if kind == "maxTokens"
+        else price.cost(u.input_tokens, u.output_tokens)
+        for u in usage
+    ]
+    assert sum(spent) >= limit  # it ran up to the limit...
+    # ...and past it only by what two tasks had in flight or leased: 2 x (window 4 + lease 8).
+    assert sum(spent) - limit <= 2 * (4 + 8) * max(spent)
+    refused = [r for r in rows if r.r.errorMessage is not None]
+    assert len(refused) == 400 - len(log) > 0
+    assert all(f"aiquery.budget.{kind}" in r.r.errorMessage for r in refused)
+
+
+def test_under_fail_on_error_an_exhausted_budget_fails_the_query_and_usage_is_committed(
+    spark, workspace, control: EmulatorControl, budget
+) -> None:  # type: ignore[no-untyped-def]
+    spark.sql(DISTINCT).createOrReplaceTempView("distinct_rows")
+    budget(maxRequests=30)
+    with pytest.raises(Exception, match="BUDGET_EXHAUSTED") as caught:
+        aiquery.sql(
+            spark, "SELECT ai_query('databricks-gpt-5-nano', p) AS r FROM distinct_rows"
+        ).collect()
+    assert "maxRequests = 30" in str(caught.value)
+    log = control.requests("databricks-gpt-5-nano")
+    assert len(log) == 30 and len(usage_of(spark, log)) == 30
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        (
+            {"maxCost": "lots"},
+            "aiquery.budget.maxCost is 'lots'; it must be a number of US dollars",
+        ),
+        ({"maxRequests": "2.5"}, "aiquery.budget.maxRequests is '2.5'; it must be a whole number"),
+    ],
+)
+def test_a_bad_budget_says_what_it_must_be(spark, workspace, budget, limits, message) -> None:  # type: ignore[no-untyped-def]
+    budget(**limits)
+    with pytest.raises(Exception, match=re.escape(message)):
+        aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-nano', 'x')").collect()
+
+
+def test_a_cost_budget_on_an_endpoint_without_a_price_is_refused_before_any_request(
+    spark, workspace, control: EmulatorControl, budget
+) -> None:  # type: ignore[no-untyped-def]
+    configure({"unpriced": {"base_url": workspace.url, "model": "databricks-gpt-5-nano",
+                            "token": workspace.token}})  # fmt: skip
+    budget(maxCost=1)
+    with pytest.raises(Exception, match="endpoint 'unpriced' has no price: set input_price"):
+        aiquery.sql(spark, "SELECT ai_query('unpriced', 'x')").collect()
+    assert control.requests() == []

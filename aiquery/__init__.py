@@ -5,6 +5,7 @@ aiquery.register(spark)                      # ai_query(endpoint, request) in sp
 aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-4', text, failOnError => false) FROM t")
 from aiquery.functions import ai_query       # the DataFrame API (and ai_classify, ai_extract, ...)
 aiquery.configure(endpoints={...})           # endpoints from Python (see aiquery.endpoints.registry)
+aiquery.estimate(spark, "SELECT ...")        # what a query's AI calls would send and cost; sends nothing
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "RequestError",
     "__version__",
     "configure",
+    "estimate",
     "flush_usage",
     "progress",
     "register",
@@ -27,6 +29,7 @@ __all__ = [
 if TYPE_CHECKING:
     from aiquery.endpoints.registry import configure
     from aiquery.errors import AiQueryError, RequestError
+    from aiquery.spark.estimate import estimate
     from aiquery.spark.sql import register, sql
     from aiquery.usage.driver.committer import flush as flush_usage
     from aiquery.usage.driver.progress import progress
@@ -37,6 +40,7 @@ _LAZY = {
     "RequestError": "aiquery.errors",
     "register": "aiquery.spark.sql",
     "sql": "aiquery.spark.sql",
+    "estimate": "aiquery.spark.estimate",
     "progress": "aiquery.usage.driver.progress",
     "flush_usage": "aiquery.usage.driver.committer",
 }

@@ -147,6 +147,15 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--no-progress", action="store_true", help="do not show live progress")
         add_spark_options(command, warehouse=True)
 
+    estimate = commands.add_parser(
+        "estimate",
+        help="what a query's AI calls would send and cost, without sending anything",
+        description="A dry run: reads the query's input and counts rows, requests (after "
+        "de-duplication), input and expected output tokens, cost and time; sends no request.",
+    )
+    estimate.add_argument("sql", help="the query (SELECT ...)")
+    add_spark_options(estimate, warehouse=True)
+
     commands.add_parser(
         "endpoints",
         help="list the endpoints ai_query can call, where they point, and their task",
@@ -224,6 +233,14 @@ def _usage(args: argparse.Namespace) -> int:
         print(f"wrote {path} ({len(rows):,} requests)")
         return 0
     print(report.format_table(report.summarize(rows, args.by or ["endpoint"], saved)))
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from aiquery.spark.estimate import estimate
+
+    spark = session_from(args, "aiquery-estimate", warehouse=args.warehouse)
+    print(estimate(spark, args.sql))
     return 0
 
 
@@ -344,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "usage":
             return _usage(args)
+        if args.command == "estimate":
+            return _estimate(args)
         if args.command in ("sql", "run"):
             return _run_sql(args)
         if args.command == "endpoints":

@@ -34,7 +34,7 @@ from aiquery.client.limiter import AdaptiveConcurrency, Budget, CircuitBreaker, 
 from aiquery.client.retry import RetryPolicy
 from aiquery.client.shared_rate import SharedBudget
 from aiquery.client.transport import AiohttpTransport, Transport
-from aiquery.client.wire import Wire
+from aiquery.client.wire import Wire, input_tokens_estimate
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.errors import RequestError
 from aiquery.usage.record import DUPLICATE, Saved
@@ -138,6 +138,66 @@ def _size(value: Any) -> int:
     if isinstance(value, tuple):
         return sum(_size(v) for v in value)
     return 256
+
+
+def chunks(
+    rows: list[int], inputs: Sequence[Any], batched: bool, max_batch_size: int
+) -> Iterator[list[int]]:
+    """The requests `rows` of `inputs` go in: one row each, or for a batched wire (embeddings,
+    custom models) up to `max_batch_size` rows and ~3 MB of text each."""
+    if not batched:
+        for row in rows:
+            yield [row]
+        return
+    chunk: list[int] = []
+    chars = 0
+    for row in rows:
+        size = len(inputs[row]) if isinstance(inputs[row], str) else 256
+        if chunk and (len(chunk) >= max_batch_size or chars + size > _BATCH_PAYLOAD_CHARS):
+            yield chunk
+            chunk, chars = [], 0
+        chunk.append(row)
+        chars += size
+    if chunk:
+        yield chunk
+
+
+@dataclass(slots=True)
+class RequestTally:
+    """What a task's engine would send for its batches, counted without sending anything:
+    the dry run's figures (`aiquery estimate`). Same rules as `BatchEngine`: NULL rows and
+    rows refused before sending (empty, bad input) make no request, identical inputs are
+    sent once when de-duplicating, batched wires group rows into requests."""
+
+    batched: bool
+    max_batch_size: int
+    deduplicate: bool
+    rows: int = 0  # rows that need an answer (not NULL)
+    refused: int = 0  # rows answered with an error before sending
+    deduplicated: int = 0
+    requests: int = 0
+    input_tokens: int = 0
+    _seen: set[int] = field(default_factory=set)
+
+    def add(self, inputs: Sequence[Any]) -> None:
+        send = []
+        for i, value in enumerate(inputs):
+            if value is None:
+                continue
+            self.rows += 1
+            if isinstance(value, RequestError) or value == "":
+                self.refused += 1
+                continue
+            if self.deduplicate:
+                key = hash(dedup_key(value))  # 64 bits: a collision within a task is ~never
+                if key in self._seen:
+                    self.deduplicated += 1
+                    continue
+                self._seen.add(key)
+            send.append(i)
+        for chunk in chunks(send, inputs, self.batched, self.max_batch_size):
+            self.requests += 1
+            self.input_tokens += input_tokens_estimate([inputs[i] for i in chunk])
 
 
 # Answers kept per task for inputs that repeat after their first answer arrived. Bounded
@@ -309,7 +369,7 @@ class BatchEngine:
         if self.settings.deduplicate:
             keys = {}
             rows = self._deduplicate(batch, rows, inputs, keys)
-        for chunk in self._chunks(rows, inputs):
+        for chunk in chunks(rows, inputs, self.wire.batched, self.endpoint.max_batch_size):
             batch.remaining += len(chunk)
             self._calls.append(
                 _Call(
@@ -372,25 +432,6 @@ class BatchEngine:
             "or turn them into NULL (a NULL result) with NULLIF(col, '')",
             attempts=0,
         )
-
-    def _chunks(self, rows: list[int], inputs: Sequence[Any]) -> Iterator[list[int]]:
-        if not self.wire.batched:
-            for row in rows:
-                yield [row]
-            return
-        chunk: list[int] = []
-        chars = 0
-        for row in rows:
-            size = len(inputs[row]) if isinstance(inputs[row], str) else 256
-            if chunk and (
-                len(chunk) >= self.endpoint.max_batch_size or chars + size > _BATCH_PAYLOAD_CHARS
-            ):
-                yield chunk
-                chunk, chars = [], 0
-            chunk.append(row)
-            chars += size
-        if chunk:
-            yield chunk
 
     async def _worker(self) -> None:
         assert self.client is not None

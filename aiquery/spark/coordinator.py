@@ -5,7 +5,8 @@ It serves
   `Collector` in the driver's spool for the committer, when there is no shared mount;
 - `POST /permits`: leases of an endpoint's job-wide rate limits (`aiquery.client.shared_rate`)
   from the process's one `PermitBank`;
-- `POST /budget`: leases of a query's budget (`aiquery.client.budget`) from its `BudgetBank`.
+- `POST /budget`: leases of a query's budget (`aiquery.client.budget`) from its `BudgetBank`;
+- `POST /estimate`: a dry run's counts from each task (`aiquery.spark.estimate`).
 
 It listens where executors can reach the driver: `aiquery.coordinator.host` (default:
 Spark's `spark.driver.host` on a classic driver; on a Spark Connect client, the local
@@ -109,6 +110,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == BUDGET_PATH:
             self._budget(body)
             return
+        if self.path == ESTIMATE_PATH:
+            self._estimate(body)
+            return
         collector = self.coordinator.collector
         if self.path != USAGE_PATH or collector is None:
             self._answer(404, f"no route {self.path}")
@@ -157,6 +161,19 @@ class _Handler(BaseHTTPRequestHandler):
         answer = {"granted": granted, "exhausted": exhausted}
         self._answer(200, json.dumps(answer), "application/json")
 
+    def _estimate(self, body: bytes) -> None:
+        try:
+            told = json.loads(body)
+            tally = {str(k): int(v) for k, v in dict(told["tally"]).items()}
+            with _tallies_lock:
+                calls = _tallies.setdefault(str(told["key"]), {})
+                # By partition: a retried task's count replaces its failed attempt's.
+                calls.setdefault(int(told["call"]), {})[int(told["partition"])] = tally
+        except (ValueError, KeyError, TypeError) as e:
+            self._answer(400, f"an estimate tally is JSON with key, call, partition, tally ({e})")
+            return
+        self._answer(200, "stored")
+
     def _answer(self, status: int, text: str, kind: str = "text/plain; charset=utf-8") -> None:
         data = text.encode()
         self.send_response(status)
@@ -167,6 +184,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("aiquery coordinator: " + format, *args)
+
+
+ESTIMATE_PATH = "/estimate"
+# A dry run's counts (`aiquery.spark.estimate`): by run key, call site, then partition.
+_tallies: dict[str, dict[int, dict[int, dict[str, int]]]] = {}
+_tallies_lock = threading.Lock()
+
+
+def take_tallies(key: str) -> dict[int, dict[int, dict[str, int]]]:
+    """A dry run's counts by call site and partition, removed from the store."""
+    with _tallies_lock:
+        return _tallies.pop(key, {})
 
 
 _coordinators: dict[str | None, Coordinator] = {}

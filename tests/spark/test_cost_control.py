@@ -4,7 +4,10 @@ budgets that stop a query at its limit."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -221,4 +224,110 @@ def test_a_cost_budget_on_an_endpoint_without_a_price_is_refused_before_any_requ
     budget(maxCost=1)
     with pytest.raises(Exception, match="endpoint 'unpriced' has no price: set input_price"):
         aiquery.sql(spark, "SELECT ai_query('unpriced', 'x')").collect()
+    assert control.requests() == []
+
+
+# --- the dry run ----------------------------------------------------------------------------
+
+
+# Rows whose id ends in 1, 2 or 3 repeat the row ending in 0: 30% duplicates, in one task.
+def rows_between(first: int, last: int) -> str:
+    return (
+        "SELECT id, concat('Summarize: item ', id - CASE WHEN id % 10 BETWEEN 1 AND 3 "
+        f"THEN id % 10 ELSE 0 END, '. rest of the review text') AS p FROM range({first}, {last}, 1, 2)"
+    )
+
+
+def real_run(spark, control: EmulatorControl, query: str, endpoint: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    before = {r["request_id"] for r in control.requests(endpoint)}
+    aiquery.sql(spark, query).collect()
+    log = [r for r in control.requests(endpoint) if r["request_id"] not in before]
+    usage = usage_of(spark, log)
+    price = DEFAULT_PRICES[endpoint]
+    return {
+        "requests": len(log),
+        "input_tokens": sum(u.input_tokens for u in usage),
+        "output_tokens": sum(u.output_tokens for u in usage),
+        "cost": sum(price.cost(u.input_tokens, u.output_tokens) for u in usage),
+    }
+
+
+def test_the_dry_run_sends_nothing_and_is_within_ten_percent_of_the_real_run(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    endpoint = "databricks-claude-haiku-4-5"
+    query = f"SELECT id, ai_query('{endpoint}', p) AS a FROM ({rows_between(1000, 1600)})"
+    # Recent usage of the endpoint gives the expected output per request.
+    real_run(
+        spark, control, f"SELECT ai_query('{endpoint}', p) FROM ({rows_between(0, 400)})", endpoint
+    )
+    control.reset()
+
+    estimate = aiquery.estimate(spark, query)
+    assert control.requests() == []  # the emulator's log stays empty: nothing was sent
+    (call,) = estimate.calls
+    assert (call.function, call.endpoint, call.rows, call.deduplicated) == (
+        "ai_query",
+        endpoint,
+        600,
+        180,
+    )
+    assert "average of 280 in 7 days" in call.output_basis
+    assert call.seconds is not None and call.seconds > 0
+    assert "nothing was sent" in str(estimate) and f"ai_query({endpoint})" in str(estimate)
+
+    real = real_run(spark, control, query, endpoint)
+    assert call.requests == real["requests"] == 420
+    assert call.input_tokens == pytest.approx(real["input_tokens"], rel=0.10)
+    assert call.output_tokens == pytest.approx(real["output_tokens"], rel=0.10)
+    assert call.cost == pytest.approx(real["cost"], rel=0.10)
+
+
+def test_the_dry_run_counts_batched_embedding_requests_and_ai_functions(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    query = f"""
+        SELECT ai_query('databricks-gte-large-en', p) AS v,
+               ai_classify(p, ARRAY('good', 'bad')) AS label
+        FROM ({rows_between(0, 500)})
+    """
+    estimate = aiquery.estimate(spark, query)
+    assert control.requests() == []
+    by_function = {c.function: c for c in estimate.calls}
+    embed, classify = by_function["ai_query"], by_function["ai_classify"]
+    assert embed.output_tokens == 0 and embed.output_basis == "none (embeddings)"
+    aiquery.sql(spark, query).collect()
+    assert embed.requests == len(control.requests("databricks-gte-large-en"))
+    assert embed.requests < embed.rows - embed.deduplicated  # batched
+    classified = [r for r in control.requests() if r["endpoint"] != "databricks-gte-large-en"]
+    assert classify.requests == len(classified) == 350
+
+
+def test_the_dry_run_takes_only_a_query_and_runs_nothing_else(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    spark.sql("CREATE TABLE IF NOT EXISTS estimate_target (a STRING) USING delta")
+    with pytest.raises(Exception, match="takes one query"):
+        aiquery.estimate(
+            spark,
+            "INSERT INTO estimate_target SELECT ai_query('databricks-gpt-5-nano', 'x')",
+        )
+    assert spark.table("estimate_target").count() == 0 and control.requests() == []
+    with pytest.raises(Exception, match="calls no AI function"):
+        aiquery.estimate(spark, "SELECT 1")
+
+
+def test_cli_estimate_prints_the_figures_and_sends_nothing(
+    emulator, control: EmulatorControl, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    done = subprocess.run(
+        [sys.executable, "-m", "aiquery.cli", "estimate",
+         f"SELECT ai_query('databricks-gpt-5-mini', p) FROM ({rows_between(0, 100)})"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "DATABRICKS_HOST": emulator.url, "DATABRICKS_TOKEN": emulator.token},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ai_query(databricks-gpt-5-mini)" in done.stdout
+    assert "total: 70 requests" in done.stdout and "nothing was sent" in done.stdout
+    assert emulator.token not in done.stdout + done.stderr
     assert control.requests() == []

@@ -137,7 +137,7 @@ class ProgressMonitor:
                 if done:
                     # Tasks are the unit Spark knows the size of up front; the time per task
                     # so far, for the tasks left, is the estimate (rough for few tasks).
-                    parts.append(f"ETA {_duration(elapsed * (total - done) / done)}")
+                    parts.append(f"ETA {duration(elapsed * (total - done) / done)}")
         return " | ".join(parts)
 
     def _run(self) -> None:
@@ -171,7 +171,8 @@ class ProgressMonitor:
             self.stream.flush()
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A span for people: 42s, 3m07s, 2h05m."""
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"

@@ -1,0 +1,365 @@
+"""The dry run: what a query's AI calls would send and cost, without sending anything.
+
+`aiquery estimate "<SQL>"` and `aiquery.estimate(spark, sql)` run the query with each AI
+call replaced by a probe of the same result type that answers NULL: it builds each row's
+request exactly as the call would (prompts, AI functions' templates, images) and counts
+what the engine would send (`client.engine.RequestTally`: NULL and refused rows, identical
+inputs sent once, embeddings batched), then reports it to the driver's coordinator. No
+endpoint is resolved to a live URL, no emulator starts, no request leaves.
+
+From the counts and the endpoint's configuration:
+- input tokens: Databricks' `(len + 1) // 4` per text, what the emulator counts (a real
+  model's tokenizer differs by some percent);
+- output tokens: the endpoint's average per request in the usage table's last 7 days
+  (per AI function), capped by `max_tokens`; with no history, `max_tokens` as a ceiling;
+  else unknown;
+- cost: from the endpoint's price (`input_price_per_million`, `output_price_per_million`);
+- time: the requests per task in waves of the task's window at the recent median latency,
+  and no less than the endpoint's requests and tokens per minute allow.
+
+The query runs (its input is read) but writes nothing: only queries are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib import request as urlrequest
+
+import pyarrow as pa
+from pyspark import TaskContext
+from pyspark.sql import SparkSession
+
+from aiquery.client.engine import RequestTally
+from aiquery.endpoints.catalog import canonical_name
+from aiquery.endpoints.registry import Registry, Secret
+from aiquery.errors import ConfigError, InvalidArgumentError
+from aiquery.protocols.common import EMBEDDINGS
+from aiquery.protocols.tasks import FUNCTION_TAG
+from aiquery.spark import answers, sqllex, sqlscan
+from aiquery.spark.callspec import CallSpec
+from aiquery.spark.coordinator import ESTIMATE_PATH, coordinator, take_tallies
+from aiquery.spark.rows import Rows
+from aiquery.spark.sql import _Plan, _plan
+from aiquery.spark.udf import arrow_iter_udf
+from aiquery.usage.driver.committer import flush as flush_usage
+from aiquery.usage.driver.progress import duration
+from aiquery.usage.driver.settings import usage_settings
+
+HISTORY = timedelta(days=7)
+_QUERY_STARTS = ("select", "with", "from", "values", "table", "(")
+
+
+@dataclass(frozen=True, slots=True)
+class CallEstimate:
+    """One AI call site's share of a query."""
+
+    function: str
+    endpoint: str
+    rows: int  # rows that reach the call with a request (not NULL)
+    refused: int  # rows answered with an error before sending (empty, bad input)
+    deduplicated: int  # rows answered by an identical row's request
+    requests: int
+    input_tokens: int
+    output_tokens: float | None
+    output_basis: str  # where output_tokens comes from
+    cost: float | None  # US dollars; None: the endpoint has no price (or output unknown)
+    seconds: float | None
+    time_basis: str
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    calls: list[CallEstimate] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return sum(c.requests for c in self.calls)
+
+    @property
+    def cost(self) -> float | None:
+        costs = [c.cost for c in self.calls]
+        return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
+
+    def __str__(self) -> str:
+        from aiquery.usage.report import Dollars, format_table
+
+        lines = [
+            {
+                "call": f"{c.function}({c.endpoint})",
+                "rows": c.rows,
+                "deduplicated": c.deduplicated,
+                "requests": c.requests,
+                "input_tokens": c.input_tokens,
+                "output_tokens": None if c.output_tokens is None else round(c.output_tokens),
+                "cost_usd": None if c.cost is None else Dollars(c.cost),
+                "time": None if c.seconds is None else duration(c.seconds),
+            }
+            for c in self.calls
+        ]
+        notes = [f"{c.function}({c.endpoint}): output tokens {c.output_basis}; time {c.time_basis}"
+                 for c in self.calls]  # fmt: skip
+        total = "unknown (an endpoint has no price)" if self.cost is None else f"${self.cost:,.4f}"
+        return "\n".join(
+            [
+                format_table(lines),
+                "",
+                *notes,
+                f"total: {self.requests:,} requests, {total}; nothing was sent",
+            ]
+        )
+
+
+def estimate(spark: SparkSession, statement: str, registry: Registry | None = None) -> Estimate:
+    """What `statement`'s AI calls would send and cost; sends nothing (see the module)."""
+    _check_query(statement)
+    plan = _plan(spark, statement, registry)
+    sites = _sites(plan)
+    if not sites:
+        raise InvalidArgumentError(
+            "the statement calls no AI function (ai_query, ai_classify, ...): nothing to estimate"
+        )
+    if plan.reads_usage:
+        flush_usage(spark)
+    found = coordinator(spark, None)
+    key = uuid.uuid4().hex
+    text = _render(spark, plan, sites, found.url, Secret(found.token), key)
+    spark.sql(text).write.format("noop").mode("overwrite").save()
+    tallies = take_tallies(key)
+    history = _history(spark)
+    return Estimate(
+        [_call(spec, tallies.get(i, {}), history, spark) for i, spec in enumerate(sites)]
+    )
+
+
+def _check_query(statement: str) -> None:
+    statements = sqlscan.split_statements(statement)
+    tokens = sqllex.significant(sqllex.lex(statements[0])) if len(statements) == 1 else []
+    if not tokens or tokens[0].text.lower() not in _QUERY_STARTS:
+        raise InvalidArgumentError(
+            "aiquery estimate takes one query (SELECT ..., WITH ...): it runs it to read the "
+            "input and writes nothing. For INSERT or CREATE TABLE ... AS, estimate their SELECT."
+        )
+
+
+def _sites(plan: _Plan) -> list[CallSpec]:
+    """Every call site's spec, nested ones first, in the order `_render` numbers them."""
+    found: list[CallSpec] = []
+    for _, spec, inputs in plan.calls:
+        for nested in inputs:
+            found += _sites(nested)
+        found.append(spec)
+    return found
+
+
+def _render(
+    spark: SparkSession, plan: _Plan, sites: list[CallSpec], url: str, token: Secret, key: str
+) -> str:
+    counter = iter(range(len(sites)))
+
+    def render(p: _Plan) -> str:
+        replacements = []
+        for call, spec, inputs in p.calls:
+            rendered_inputs = [render(i) for i in inputs]
+            index = next(counter)
+            name = f"_aiquery_probe_{key[:8]}_{index}"
+            spark.udf.register(name, _probe(spec, url, token, key, index))
+            text = f"{name}({', '.join(rendered_inputs)})"
+            replacements.append(
+                (call.start, call.end, f"parse_json({text})" if spec.variant else text)
+            )
+        return sqlscan.replace_spans(p.text, replacements)
+
+    return render(plan)
+
+
+def _probe(spec: CallSpec, url: str, token: Secret, key: str, index: int) -> Any:
+    result_type = spec.result_type
+    endpoint = spec.endpoint
+
+    def count(batches: Iterator[Any]) -> Iterator[pa.Array]:
+        from aiquery.client.wire import wire_for
+
+        rows = Rows(spec)
+        tally = RequestTally(
+            wire_for(endpoint, spec.params, spec.request_tags).batched,
+            endpoint.max_batch_size,
+            spec.settings.deduplicate,
+        )
+        for batch in batches:
+            values, _ = rows.inputs(batch)
+            tally.add(values)
+            count = len(batch) if isinstance(batch, pa.Array) else len(batch[0])
+            yield answers.to_arrow_array([None] * count, result_type)
+        _report(url, token, key, index, tally)
+
+    # The type hints tell PySpark the UDF's shape: one argument, or several (a tuple).
+    if len(spec.inputs) == 1:
+
+        def probe(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
+            yield from count(batches)
+
+        return arrow_iter_udf(probe, result_type)
+
+    def probe_n(batches: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
+        yield from count(batches)
+
+    return arrow_iter_udf(probe_n, result_type)
+
+
+def _report(url: str, token: Secret, key: str, index: int, tally: RequestTally) -> None:
+    task = TaskContext.get()
+    body = {
+        "key": key,
+        "call": index,
+        "partition": task.partitionId() if task is not None else 0,
+        "tally": {
+            "rows": tally.rows,
+            "refused": tally.refused,
+            "deduplicated": tally.deduplicated,
+            "requests": tally.requests,
+            "input_tokens": tally.input_tokens,
+        },
+    }
+    sent = urlrequest.Request(
+        url.rstrip("/") + ESTIMATE_PATH,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urlrequest.urlopen(sent, timeout=60) as answer:
+        answer.read()
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """An endpoint's recent answered requests (per AI function): output tokens and latency."""
+
+    requests: int
+    output_tokens: int
+    latencies_ms: list[int]
+
+    @property
+    def output_per_request(self) -> float:
+        return self.output_tokens / self.requests
+
+    @property
+    def median_latency_s(self) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[len(ordered) // 2] / 1000
+
+
+def _history(spark: SparkSession) -> dict[tuple[str, str], _History]:
+    """By (endpoint, function): the last 7 days of answered requests in the usage table."""
+    from aiquery.usage.report import load_rows
+
+    settings = usage_settings(spark)
+    if not settings.enabled:
+        return {}
+    flush_usage(spark)  # what this process spooled: commits usage, sends nothing
+    try:
+        rows = load_rows(settings.location, since=datetime.now(UTC) - HISTORY)
+    except ConfigError:  # no usage table yet
+        return {}
+    grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("status_code") != 200 or row.get("output_tokens") is None:
+            continue
+        function = (row.get("request_tags") or {}).get(FUNCTION_TAG, "ai_query")
+        grouped.setdefault((canonical_name(row["endpoint_name"]), function), []).append(row)
+    return {
+        k: _History(
+            len(v),
+            sum(r["output_tokens"] for r in v),
+            [r["latency_ms"] for r in v if r.get("latency_ms") is not None] or [0],
+        )
+        for k, v in grouped.items()
+    }
+
+
+def _call(
+    spec: CallSpec,
+    parts: Mapping[int, Mapping[str, int]],
+    history: Mapping[tuple[str, str], _History],
+    spark: SparkSession,
+) -> CallEstimate:
+    endpoint = spec.endpoint
+    total = {k: sum(p.get(k, 0) for p in parts.values()) for k in
+             ("rows", "refused", "deduplicated", "requests", "input_tokens")}  # fmt: skip
+    requests = total["requests"]
+    past = history.get((canonical_name(endpoint.name), spec.function))
+    max_tokens = spec.params.get("max_tokens")
+    output: float | None
+    if endpoint.task == EMBEDDINGS:
+        output, basis = 0.0, "none (embeddings)"
+    elif past is not None:
+        per = past.output_per_request
+        if max_tokens is not None and per > max_tokens:
+            per, basis = float(max_tokens), f"max_tokens ({max_tokens})"
+        else:
+            basis = f"{per:,.1f} per request, the average of {past.requests:,} in 7 days"
+        output = per * requests
+    elif max_tokens is not None:
+        output, basis = float(max_tokens) * requests, f"at most max_tokens ({max_tokens}) each"
+    else:
+        output, basis = None, "unknown: no usage in 7 days and no max_tokens"
+    price = endpoint.price
+    cost = (
+        None
+        if price is None or output is None
+        else price.cost(total["input_tokens"], round(output))
+    )
+    seconds, time_basis = _time(spec, parts, past, output, total["input_tokens"], spark)
+    return CallEstimate(
+        function=spec.function,
+        endpoint=endpoint.name,
+        rows=total["rows"],
+        refused=total["refused"],
+        deduplicated=total["deduplicated"],
+        requests=requests,
+        input_tokens=total["input_tokens"],
+        output_tokens=output,
+        output_basis=basis,
+        cost=cost,
+        seconds=seconds,
+        time_basis=time_basis,
+    )
+
+
+def _time(
+    spec: CallSpec,
+    parts: Mapping[int, Mapping[str, int]],
+    past: _History | None,
+    output: float | None,
+    input_tokens: int,
+    spark: SparkSession,
+) -> tuple[float | None, str]:
+    endpoint, settings = spec.endpoint, spec.settings
+    floors = []
+    requests = sum(p.get("requests", 0) for p in parts.values())
+    if endpoint.requests_per_minute:
+        floors.append(60 * requests / endpoint.requests_per_minute)
+    if endpoint.tokens_per_minute:
+        floors.append(60 * (input_tokens + (output or 0)) / endpoint.tokens_per_minute)
+    floor = max(floors, default=0.0)
+    if past is None:
+        if floors:
+            return floor, "at least, from the endpoint's rate limits (no recent latency)"
+        return None, "unknown: no usage in 7 days and no rate limits"
+    window = settings.concurrency
+    if endpoint.max_concurrency:
+        window = min(window, max(1, endpoint.max_concurrency // max(1, settings.parallelism)))
+    task_seconds = [
+        math.ceil(p.get("requests", 0) / window) * past.median_latency_s for p in parts.values()
+    ]
+    slots = max(1, min(settings.parallelism, len(task_seconds)))
+    waves = sum(task_seconds) / slots
+    basis = f"{past.median_latency_s * 1000:,.0f} ms median latency, windows of {window}"
+    if floor > waves:
+        return floor, "the endpoint's rate limits"
+    return waves, basis

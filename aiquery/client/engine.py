@@ -29,6 +29,13 @@ from typing import Any
 import numpy as np
 
 from aiquery.client.budget import BudgetLimits, JobBudget
+from aiquery.client.cache import (
+    CacheClient,
+    CacheSettings,
+    cache_key,
+    decode_answer,
+    encode_answer,
+)
 from aiquery.client.http import EndpointClient, Outcome, Recorder
 from aiquery.client.limiter import AdaptiveConcurrency, Budget, CircuitBreaker, RateBudget
 from aiquery.client.retry import RetryPolicy
@@ -37,7 +44,7 @@ from aiquery.client.transport import AiohttpTransport, Transport
 from aiquery.client.wire import Wire, input_tokens_estimate
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.errors import RequestError
-from aiquery.usage.record import DUPLICATE, Saved
+from aiquery.usage.record import CACHE, DUPLICATE, CacheEntry, Saved
 
 # Rough payload budget per batched request (the hard 4 MB limit is checked when encoding).
 _BATCH_PAYLOAD_CHARS = 3 * 1024 * 1024
@@ -63,6 +70,8 @@ class EngineSettings:
     deduplicate: bool = False
     # The query's budget (`aiquery.budget.*`), held by the driver's coordinator.
     budget: BudgetLimits | None = None
+    # The response cache's slice for this call site (`aiquery.cache.*`); None: off.
+    cache: CacheSettings | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.parallelism < 1:
@@ -229,6 +238,8 @@ class BatchEngine:
         self.rows_done = 0
         self.requests_done = 0
         self.rows_deduplicated = 0  # rows answered by another row's request
+        self.rows_cached = 0  # rows answered from the response cache
+        self._cache: CacheClient | None = None
         self._loop = asyncio.new_event_loop()
         self._calls: deque[_Call] = deque()
         # De-duplication: the rows waiting for a request already queued or in flight (its
@@ -267,6 +278,18 @@ class BatchEngine:
         self._shared.append(shared)
         return shared
 
+    def _cache_client(self) -> CacheClient | None:
+        cache, url, token = (
+            self.settings.cache,
+            self.settings.coordinator_url,
+            self.settings.coordinator_token,
+        )
+        if cache is None:
+            return None
+        if url is None or token is None or self.recorder is None:
+            raise RuntimeError("the cache is on, but the call site was not bound for it")
+        return CacheClient(url, token.value, cache)
+
     def _job_budget(self) -> JobBudget | None:
         limits, url, token = (
             self.settings.budget,
@@ -296,6 +319,7 @@ class BatchEngine:
             budget=self._job_budget(),
             rng=random.Random(),
         )
+        self._cache = self._cache_client()
         self._wakeup = asyncio.Event()
         self._workers = [self._loop.create_task(self._worker()) for _ in range(self.ceiling)]
 
@@ -312,6 +336,8 @@ class BatchEngine:
                 await self.client.recorder.drain()
                 if self.client.budget is not None:
                     await self.client.budget.close()
+            if self._cache is not None:
+                await self._cache.close()
             for shared in self._shared:
                 await shared.close()
 
@@ -365,6 +391,8 @@ class BatchEngine:
         if self._failure is not None:
             batch.done.set_exception(self._failure)
             return batch
+        if self._cache is not None:
+            rows = self._from_cache(batch, rows, inputs)
         keys: dict[int, Hashable] | None = None
         if self.settings.deduplicate:
             keys = {}
@@ -383,6 +411,41 @@ class BatchEngine:
             batch.done.set_result(None)
         self._wakeup.set()
         return batch
+
+    def _from_cache(self, batch: _Batch, rows: list[int], inputs: Sequence[Any]) -> list[int]:
+        """Answer the rows the response cache knows; the rest still need a request."""
+        assert self._cache is not None and self.recorder is not None
+        by_input: dict[Hashable, str] = {}  # duplicates hash once
+        keys = []
+        for i in rows:
+            same = dedup_key(inputs[i])
+            key = by_input.get(same)
+            if key is None:
+                key = by_input[same] = cache_key(self.endpoint, self.wire.params, inputs[i])
+            keys.append(key)
+        # Runs the loop while it waits: requests in flight progress meanwhile.
+        hits = self._loop.run_until_complete(self._cache.lookup(list(by_input.values())))
+        if not hits:
+            return rows
+        send = []
+        for i, key in zip(rows, keys, strict=True):
+            stored = hits.get(key)
+            if stored is None:
+                send.append(i)
+            else:
+                batch.results[i] = RowResult(decode_answer(stored))
+        answered = len(rows) - len(send)
+        self.rows_cached += answered
+        self.recorder.saved(Saved(uuid.uuid4().hex, time.time(), answered, CACHE))
+        return send
+
+    def _keep(self, inputs: Sequence[Any], results: Sequence[RowResult]) -> None:
+        """Spool each answer for the response cache."""
+        assert self.recorder is not None
+        now = time.time()
+        for value, result in zip(inputs, results, strict=True):
+            key = cache_key(self.endpoint, self.wire.params, value)
+            self.recorder.cached(CacheEntry(key, encode_answer(result.value), now))
 
     def _deduplicate(
         self, batch: _Batch, rows: list[int], inputs: Sequence[Any], keys: dict[int, Hashable]
@@ -453,6 +516,8 @@ class BatchEngine:
             call.batch.fill(call.rows, results)
             if call.keys is not None:
                 self._settle(call.keys, results)
+            if self._cache is not None and outcome.error is None:
+                self._keep(call.inputs, results)
             tripped = self.client.breaker.tripped
             if tripped is not None or (outcome.error is not None and self.fail_fast):
                 self._fail(tripped or outcome.error)

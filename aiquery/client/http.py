@@ -35,7 +35,7 @@ from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import RequestError, truncate
 from aiquery.protocols.common import REQUEST_ID_HEADER, ProtocolError
 from aiquery.protocols.errors import read_error
-from aiquery.usage.record import Attempt, Saved
+from aiquery.usage.record import Attempt, CacheEntry, Saved
 
 log = logging.getLogger("aiquery")
 
@@ -56,6 +56,10 @@ class Recorder(Protocol):
         """Rows answered without a request of their own (duplicates, cache hits)."""
         ...
 
+    def cached(self, entry: CacheEntry) -> None:
+        """An answer to keep in the response cache."""
+        ...
+
     async def drain(self) -> None: ...
 
 
@@ -67,6 +71,9 @@ class NullRecorder:
         return None
 
     def saved(self, saved: Saved) -> None:
+        return None
+
+    def cached(self, entry: CacheEntry) -> None:
         return None
 
     async def drain(self) -> None:

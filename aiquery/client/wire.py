@@ -72,6 +72,7 @@ class Wire:
     encode: Encode
     decode: Decode
     batched: bool  # many inputs per request (embeddings, custom records)
+    params: Mapping[str, Any]  # the generation parameters every request carries
 
 
 def wire_for(
@@ -105,6 +106,7 @@ def wire_for(
         encode,
         decode,
         endpoint.task in BATCHED_TASKS,
+        fixed,
     )
 
 

@@ -25,6 +25,7 @@ from pyspark.sql.types import (
 )
 
 from aiquery.client.budget import BudgetLimits
+from aiquery.client.cache import CacheSettings
 from aiquery.client.engine import EngineSettings
 from aiquery.client.retry import RetryPolicy
 from aiquery.endpoints.registry import EMBEDDED, Endpoint, Registry, load_registry
@@ -40,6 +41,7 @@ from aiquery.protocols.tags import RequestTagsError, parse_request_tags, validat
 from aiquery.protocols.tasks import FUNCTION_TAG, Task
 from aiquery.settings import is_local, master, parallelism, setting
 from aiquery.spark import ddl
+from aiquery.spark.cache import cache_enabled
 from aiquery.usage.driver.settings import usage_context
 from aiquery.usage.executor import UsageContext
 
@@ -209,7 +211,13 @@ def call_settings(
             "input_price_per_million and output_price_per_million for it in the endpoints "
             "file, or use aiquery.budget.maxTokens instead"
         )
-    return replace(base, deduplicate=deduplicates(spark, endpoint.task, params), budget=limits)
+    return replace(
+        base,
+        deduplicate=deduplicates(spark, endpoint.task, params),
+        budget=limits,
+        # On: a placeholder until the call site is bound (`aiquery.spark.cache.bind_cache`).
+        cache=CacheSettings("") if cache_enabled(spark) else None,
+    )
 
 
 BUDGET_SETTINGS = ("maxRequests", "maxTokens", "maxCost")

@@ -6,7 +6,8 @@ It serves
 - `POST /permits`: leases of an endpoint's job-wide rate limits (`aiquery.client.shared_rate`)
   from the process's one `PermitBank`;
 - `POST /budget`: leases of a query's budget (`aiquery.client.budget`) from its `BudgetBank`;
-- `POST /estimate`: a dry run's counts from each task (`aiquery.spark.estimate`).
+- `POST /estimate`: a dry run's counts from each task (`aiquery.spark.estimate`);
+- `POST /cache`: lookups in the response cache's slice of a call site (`aiquery.spark.cache`).
 
 It listens where executors can reach the driver: `aiquery.coordinator.host` (default:
 Spark's `spark.driver.host` on a classic driver; on a Spark Connect client, the local
@@ -26,10 +27,13 @@ import logging
 import secrets
 import socket
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, cast
 
 from aiquery.client.budget import BUDGET_PATH, BudgetBank
+from aiquery.client.cache import CACHE_PATH
 from aiquery.client.shared_rate import PERMITS_PATH, PermitBank
 from aiquery.errors import ConfigError
 from aiquery.settings import is_classic, is_local, setting
@@ -113,6 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == ESTIMATE_PATH:
             self._estimate(body)
             return
+        if self.path == CACHE_PATH:
+            self._cache(body)
+            return
         collector = self.coordinator.collector
         if self.path != USAGE_PATH or collector is None:
             self._answer(404, f"no route {self.path}")
@@ -161,6 +168,15 @@ class _Handler(BaseHTTPRequestHandler):
         answer = {"granted": granted, "exhausted": exhausted}
         self._answer(200, json.dumps(answer), "application/json")
 
+    def _cache(self, body: bytes) -> None:
+        try:
+            asked = json.loads(body)
+            hits = CACHES.lookup(str(asked["slice"]), [str(k) for k in asked["keys"]])
+        except (ValueError, KeyError, TypeError) as e:
+            self._answer(400, f"a cache lookup is JSON with slice and keys ({e})")
+            return
+        self._answer(200, json.dumps({"hits": hits}), "application/json")
+
     def _estimate(self, body: bytes) -> None:
         try:
             told = json.loads(body)
@@ -186,6 +202,55 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("aiquery coordinator: " + format, *args)
 
 
+class CacheStore:
+    """The response cache's slices this driver serves to its tasks, loaded as a call site
+    is bound (`aiquery.spark.cache`). The most recently used stay loaded; an older one is
+    loaded again if its query still asks."""
+
+    LOADED = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaders: dict[str, Callable[[], dict[str, str]]] = {}
+        self._slices: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+
+    def register(self, slice_id: str, loader: Callable[[], dict[str, str]]) -> None:
+        """Load the slice now (before the query's tasks hold every executor slot: a load is
+        a Spark job), and keep the loader for when it must be loaded again."""
+        loaded = loader()
+        with self._lock:
+            self._loaders[slice_id] = loader
+            self._loading[slice_id] = threading.Lock()
+            self._remember(slice_id, loaded)
+
+    def lookup(self, slice_id: str, keys: list[str]) -> dict[str, str]:
+        with self._lock:
+            loading = self._loading.get(slice_id)
+        if loading is None:
+            raise KeyError(f"unknown cache slice {slice_id}")
+        with loading:  # the first lookup loads; the others wait for it
+            found = self._slices.get(slice_id)
+            if found is None:
+                found = self._loaders[slice_id]()
+            with self._lock:
+                self._remember(slice_id, found)
+        return {k: found[k] for k in keys if k in found}
+
+    def _remember(self, slice_id: str, found: dict[str, str]) -> None:
+        self._slices[slice_id] = found
+        self._slices.move_to_end(slice_id)
+        while len(self._slices) > self.LOADED:
+            self._slices.popitem(last=False)
+
+    def forget(self, slice_id: str) -> None:
+        with self._lock:
+            self._loaders.pop(slice_id, None)
+            self._slices.pop(slice_id, None)
+            self._loading.pop(slice_id, None)
+
+
+CACHES = CacheStore()
 ESTIMATE_PATH = "/estimate"
 # A dry run's counts (`aiquery.spark.estimate`): by run key, call site, then partition.
 _tallies: dict[str, dict[int, dict[int, dict[str, int]]]] = {}

@@ -22,6 +22,7 @@ from pyspark.sql import SparkSession
 from aiquery.client.engine import EngineSettings
 from aiquery.endpoints.registry import EMBEDDED, Endpoint, Secret
 from aiquery.settings import is_local
+from aiquery.spark.cache import bind_cache
 from aiquery.spark.callspec import CallSpec
 from aiquery.spark.coordinator import coordinator
 from aiquery.spark.coordinator import stop_all as stop_coordinators
@@ -35,6 +36,8 @@ def bind(spark: SparkSession, spec: CallSpec) -> CallSpec:
     its rate limits held job-wide."""
     usage = bind_usage(spark, spec.usage)
     settings = bind_limits(spark, spec.settings, [spec.endpoint], usage)
+    if settings.cache is not None:
+        settings = bind_cache(spark, settings, spec.endpoint)
     return replace(spec, endpoint=live_endpoint(spec.endpoint), usage=usage, settings=settings)
 
 
@@ -53,9 +56,9 @@ def bind_limits(
 ) -> EngineSettings:
     """`settings` with the coordinator that holds rate limits for the whole job, when any
     of `endpoints` has one (`requests_per_minute`, `tokens_per_minute`), and the query's
-    budget, under a key of its own."""
+    budget, under a key of its own; also when the response cache is on (it serves it)."""
     limited = any(e.requests_per_minute or e.tokens_per_minute for e in endpoints)
-    if not limited and settings.budget is None:
+    if not limited and settings.budget is None and settings.cache is None:
         return settings
     found = coordinator(spark, usage.spool_dir if usage is not None else None)
     budget = settings.budget and replace(settings.budget, key=uuid.uuid4().hex)

@@ -29,9 +29,11 @@ from aiquery.usage.record import (
     FINISHED,
     STARTED,
     Attempt,
+    CacheEntry,
     Call,
     Saved,
     attempt_line,
+    cache_line,
     header_line,
     saved_line,
 )
@@ -93,6 +95,9 @@ class SpoolWriter:
 
     def saved(self, saved: Saved) -> None:
         self._write(saved_line(saved))
+
+    def cached(self, entry: CacheEntry) -> None:
+        self._write(cache_line(entry))
 
     async def drain(self) -> None:
         """Publish what was written (the engine calls this on its loop as the task ends)."""

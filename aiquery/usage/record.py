@@ -172,10 +172,57 @@ def saved_table_location(usage_location: str) -> str:
     return usage_location.rstrip("/") + "_saved"
 
 
-# --- the spool's lines: a header ("h") per file, then "s" (started) and "f" (finished) ----
-# --- per request, and "v" (saved) per group of rows answered without one ---------------
+# --- answers for the response cache: its table beside the usage table -------------------
 
-HEADER, STARTED, FINISHED, SAVED = "h", "s", "f", "v"
+CACHE_TABLE = "ai_gateway.response_cache"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One input's answer, for the response cache (`aiquery.client.cache`)."""
+
+    key: str  # the content hash of endpoint, model, parameters and input
+    answer: str  # the answer, encoded by `aiquery.client.cache.encode_answer`
+    created_at: float  # epoch seconds
+
+
+CACHE_COLUMNS: tuple[Column, ...] = (
+    Column("key", "STRING", _S, "attempt", "sha256 of endpoint, model, parameters and input", "key"),
+    Column("endpoint_name", "STRING", _S, "call", "partition column: the endpoint as named"),
+    Column("answer", "STRING", _S, "attempt", "the answer (JSON; vectors as base64 float32)", "a"),
+    Column("created_at", "TIMESTAMP", pa.timestamp("us", tz="UTC"), "attempt", "when it was answered", "t"),
+)  # fmt: skip
+CACHE_NAMES = tuple(c.name for c in CACHE_COLUMNS)
+CACHE_DDL = ", ".join(f"{c.name} {c.sql_type}" for c in CACHE_COLUMNS)
+CACHE_ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in CACHE_COLUMNS])
+_CACHE_KEYS = tuple((c.name, c.key) for c in CACHE_COLUMNS if c.key is not None)
+assert {f.name for f in dataclasses.fields(CacheEntry)} == {name for name, _ in _CACHE_KEYS}
+
+
+def cache_table_location(usage_location: str) -> str:
+    """The response cache's directory: beside the usage table's (`.../response_cache`)."""
+    return usage_location.rstrip("/").rsplit("/", 1)[0] + "/response_cache"
+
+
+def cache_line(entry: CacheEntry) -> bytes:
+    return _line({"k": CACHED, **{key: getattr(entry, name) for name, key in _CACHE_KEYS}})
+
+
+def cache_row(call: Call, entry: CacheEntry) -> dict[str, Any]:
+    """The response cache's row for `entry`."""
+    return {
+        "key": entry.key,
+        "endpoint_name": call.endpoint_name,
+        "answer": entry.answer,
+        "created_at": datetime.fromtimestamp(entry.created_at, UTC),
+    }
+
+
+# --- the spool's lines: a header ("h") per file, then "s" (started) and "f" (finished) ----
+# --- per request, "v" (saved) per group of rows answered without one, "c" per answer ----
+# --- kept for the response cache ------------------------------------------------------
+
+HEADER, STARTED, FINISHED, SAVED, CACHED = "h", "s", "f", "v", "c"
 
 
 def header_line(call: Call) -> bytes:
@@ -204,7 +251,7 @@ def _line(values: Mapping[str, Any]) -> bytes:
     return (json.dumps(values, separators=(",", ":")) + "\n").encode()
 
 
-def parse_line(raw: bytes) -> tuple[str, Call | Attempt | Saved]:
+def parse_line(raw: bytes) -> tuple[str, Call | Attempt | Saved | CacheEntry]:
     """(kind, what the line holds) of one whole spool line."""
     values = json.loads(raw)
     kind = values.pop("k")
@@ -212,6 +259,8 @@ def parse_line(raw: bytes) -> tuple[str, Call | Attempt | Saved]:
         return kind, Call(**values)
     if kind == SAVED:
         return kind, Saved(**{name: values[key] for name, key in _SAVED_KEYS})
+    if kind == CACHED:
+        return kind, CacheEntry(**{name: values[key] for name, key in _CACHE_KEYS})
     return kind, Attempt(**{name: values.get(key) for name, key in _KEYS.items()})
 
 

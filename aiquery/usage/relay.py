@@ -28,9 +28,11 @@ from aiquery.usage.record import (
     FINISHED,
     STARTED,
     Attempt,
+    CacheEntry,
     Call,
     Saved,
     attempt_line,
+    cache_line,
     header_line,
     saved_line,
 )
@@ -126,6 +128,10 @@ class RelayWriter:
 
     def saved(self, saved: Saved) -> None:
         self._lines.append(saved_line(saved))
+        self._send_soon()
+
+    def cached(self, entry: CacheEntry) -> None:
+        self._lines.append(cache_line(entry))
         self._send_soon()
 
     async def drain(self) -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -255,7 +256,7 @@ def real_run(spark, control: EmulatorControl, query: str, endpoint: str) -> dict
 def test_the_dry_run_sends_nothing_and_is_within_ten_percent_of_the_real_run(
     spark, workspace, control: EmulatorControl
 ) -> None:  # type: ignore[no-untyped-def]
-    endpoint = "databricks-claude-haiku-4-5"
+    endpoint = "databricks-gemma-3-12b"  # used by no other test: its 7-day history is ours
     query = f"SELECT id, ai_query('{endpoint}', p) AS a FROM ({rows_between(1000, 1600)})"
     # Recent usage of the endpoint gives the expected output per request.
     real_run(
@@ -331,3 +332,82 @@ def test_cli_estimate_prints_the_figures_and_sends_nothing(
     assert "total: 70 requests" in done.stdout and "nothing was sent" in done.stdout
     assert emulator.token not in done.stdout + done.stderr
     assert control.requests() == []
+
+
+# --- the response cache ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache_on(spark):  # type: ignore[no-untyped-def]
+    spark.conf.set("aiquery.cache.enabled", "true")
+    yield
+    spark.conf.unset("aiquery.cache.enabled")
+    spark.conf.unset("aiquery.cache.maxAge")
+
+
+def saved_by_source(spark, invocation_ids: set[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    ids = ",".join(f"'{i}'" for i in invocation_ids) or "''"
+    found = spark.sql(
+        "SELECT source, sum(rows) AS n FROM ai_gateway.usage_saved "
+        f"WHERE invocation_id IN ({ids}) GROUP BY source"
+    ).collect()
+    return {r.source: r.n for r in found}
+
+
+def test_a_run_that_failed_half_way_and_runs_again_with_the_cache_sends_only_the_missing_rows(
+    spark, workspace, control: EmulatorControl, budget, cache_on
+) -> None:  # type: ignore[no-untyped-def]
+    spark.sql(DISTINCT).createOrReplaceTempView("distinct_rows")
+    query = "SELECT id, p, ai_query('databricks-gpt-5-mini', p) AS a FROM distinct_rows"
+    budget(maxRequests=150)  # the first run fails once it has sent 150 requests
+    with pytest.raises(Exception, match="BUDGET_EXHAUSTED"):
+        aiquery.sql(spark, query).collect()
+    spark.conf.unset("aiquery.budget.maxRequests")
+    first = control.requests("databricks-gpt-5-mini")
+    answered = [u for u in usage_of(spark, first) if u.output_tokens is not None]
+    assert 0 < len(answered) <= len(first) == 150
+
+    rows = aiquery.sql(spark, query).collect()
+    assert all(r.a == chat_reply([Message("user", r.p)]).text for r in rows) and len(rows) == 400
+    again = control.requests("databricks-gpt-5-mini")[len(first) :]
+    assert len(again) == 400 - len(answered)  # only the rows the first run did not answer
+    flush(spark)
+    invocations = {
+        r.invocation_id
+        for r in spark.sql(
+            f"SELECT DISTINCT invocation_id FROM ai_gateway.usage WHERE request_id = '{again[0]['request_id']}'"
+        ).collect()
+    }
+    assert saved_by_source(spark, invocations) == {"cache": len(answered)}  # counted, not usage
+
+
+def test_a_changed_parameter_or_an_answer_past_max_age_is_a_miss(
+    spark, workspace, control: EmulatorControl, cache_on
+) -> None:  # type: ignore[no-untyped-def]
+    spark.sql(DISTINCT).createOrReplaceTempView("distinct_rows")
+    small = "SELECT ai_query('databricks-gpt-5-nano', p{}) FROM distinct_rows WHERE id < 50"
+    aiquery.sql(spark, small.format("")).collect()
+    aiquery.sql(spark, small.format("")).collect()  # all 50 from the cache
+    assert len(control.requests("databricks-gpt-5-nano")) == 50
+    params = ", modelParameters => named_struct('max_tokens', 64)"
+    aiquery.sql(spark, small.format(params)).collect()  # another request: not the same answer
+    assert len(control.requests("databricks-gpt-5-nano")) == 100
+    time.sleep(1.5)
+    spark.conf.set("aiquery.cache.maxAge", "1s")
+    aiquery.sql(spark, small.format("")).collect()  # every answer is older than a second
+    assert len(control.requests("databricks-gpt-5-nano")) == 150
+
+
+def test_bad_cache_settings_say_what_they_must_be(spark, workspace) -> None:  # type: ignore[no-untyped-def]
+    for name, value, message in (
+        ("enabled", "yes", "aiquery.cache.enabled is 'yes'; use true or false"),
+        ("maxAge", "forever", "aiquery.cache.maxAge is 'forever'; use a span such as 30d"),
+    ):
+        spark.conf.set("aiquery.cache.enabled", "true")
+        spark.conf.set(f"aiquery.cache.{name}", value)
+        try:
+            with pytest.raises(Exception, match=re.escape(message)):
+                aiquery.sql(spark, "SELECT ai_query('databricks-gpt-5-nano', 'x')").collect()
+        finally:
+            spark.conf.unset("aiquery.cache.enabled")
+            spark.conf.unset(f"aiquery.cache.{name}")

@@ -52,7 +52,7 @@ def _done(rid: str) -> Attempt:
 def _rows(spool: Path) -> dict[str, dict[str, object]]:
     rows: dict[str, dict[str, object]] = {}
     for path in spool_files(spool):
-        for row in read_rows(path)[0]:
+        for row in read_rows(path)[0].usage:
             kept = rows.get(row["request_id"])
             if kept is None or kept["latency_ms"] is None:
                 rows[row["request_id"]] = row

@@ -37,12 +37,16 @@ from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
 from aiquery.usage.record import (
     ARROW_SCHEMA,
+    CACHE_ARROW_SCHEMA,
+    CACHE_DDL,
+    CACHE_TABLE,
     DDL,
     SAVED_ARROW_SCHEMA,
     SAVED_DDL,
     SAVED_TABLE,
     TABLE,
     Call,
+    cache_table_location,
     saved_table_location,
 )
 
@@ -61,6 +65,13 @@ USING {{source}} AS s
 ON t.event_date = s.event_date AND t.saved_id = s.saved_id
 WHEN NOT MATCHED THEN INSERT *
 """
+_MERGE_CACHED = f"""
+MERGE INTO {CACHE_TABLE} AS t
+USING {{source}} AS s
+ON t.endpoint_name = s.endpoint_name AND t.key = s.key
+WHEN MATCHED AND s.created_at > t.created_at THEN UPDATE SET *
+WHEN NOT MATCHED THEN INSERT *
+"""
 MERGE_BATCH_ROWS = 50_000
 _CONFLICTS = ("Concurrent", "conflict", "ConcurrentAppend", "ProtocolChanged", "MetadataChanged")
 
@@ -77,6 +88,7 @@ class UsageCommitter:
         self._offsets: dict[Path, tuple[int, Call | None]] = {}
         self._table_ready = False
         self._saved_ready = False
+        self._cache_ready = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.ever_started = False
@@ -105,14 +117,16 @@ class UsageCommitter:
             finished = [p for p in files if p.suffix == ".jsonl" or is_abandoned(p)]
             rows: dict[str, dict[str, Any]] = {}
             saved: dict[str, dict[str, Any]] = {}
+            cached: dict[str, dict[str, Any]] = {}
             progress: dict[Path, tuple[int, Call | None]] = {}
             merged = 0
             for path in files:
                 offset, header = self._offsets.get(path, (0, None))
-                found, found_saved, new_offset, header = read_rows(path, offset, header)
+                found, new_offset, header = read_rows(path, offset, header)
                 progress[path] = (new_offset, header)
-                saved.update((row["saved_id"], row) for row in found_saved)
-                for row in found:
+                saved.update((row["saved_id"], row) for row in found.saved)
+                cached.update((row["key"], row) for row in found.cached)  # the newest wins
+                for row in found.usage:
                     kept = rows.get(row["request_id"])
                     # A finished row beats a placeholder for the same request.
                     if kept is None or (
@@ -121,13 +135,15 @@ class UsageCommitter:
                         rows[row["request_id"]] = row
                 # Bounded batches keep the driver's memory flat however long the job ran;
                 # a placeholder and its finish in different batches still meet in MERGE.
-                if len(rows) >= MERGE_BATCH_ROWS or len(saved) >= MERGE_BATCH_ROWS:
+                if max(len(rows), len(saved), len(cached)) >= MERGE_BATCH_ROWS:
                     merged += self._merge_batch(rows)
                     self._merge_saved(saved)
+                    self._merge_cached(cached)
                     self._offsets.update(progress)
             if rows:
                 merged += self._merge_batch(rows)
             self._merge_saved(saved)
+            self._merge_cached(cached)
             self._offsets.update(progress)
             for path in finished:
                 path.unlink(missing_ok=True)
@@ -149,6 +165,21 @@ class UsageCommitter:
         table = pa.Table.from_pylist(list(saved.values()), schema=SAVED_ARROW_SCHEMA)
         self._merge(_MERGE_SAVED, table)
         saved.clear()
+
+    def _merge_cached(self, cached: dict[str, dict[str, Any]]) -> None:
+        """Answers for the response cache go to its table, one row per key (the newest)."""
+        if not cached:
+            return
+        if not self._cache_ready:
+            self.spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {CACHE_TABLE} ({CACHE_DDL}) USING DELTA "
+                f"PARTITIONED BY (endpoint_name) LOCATION '{cache_table_location(self.location)}' "
+                "TBLPROPERTIES ('delta.enableDeletionVectors' = 'false')"
+            )
+            self._cache_ready = True
+        table = pa.Table.from_pylist(list(cached.values()), schema=CACHE_ARROW_SCHEMA)
+        self._merge(_MERGE_CACHED, table)
+        cached.clear()
 
     def _ensure_saved_table(self) -> None:
         if self._saved_ready:

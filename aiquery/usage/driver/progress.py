@@ -23,7 +23,7 @@ from aiquery.endpoints.catalog import Price, price_of
 from aiquery.errors import AiQueryError
 from aiquery.settings import is_classic
 from aiquery.usage.driver.spool import read_events
-from aiquery.usage.record import SAVED, STARTED, Attempt, Call, Saved
+from aiquery.usage.record import SAVED, STARTED, Attempt, CacheEntry, Call, Saved
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -46,9 +46,13 @@ class Tally:
     def in_flight(self) -> int:
         return max(0, self.started - self.requests)
 
-    def add(self, kind: str, attempt: Attempt | Saved, price: Price | None = None) -> None:
+    def add(
+        self, kind: str, attempt: Attempt | Saved | CacheEntry, price: Price | None = None
+    ) -> None:
         """Count one spool event (a request started or finished, or rows saved); `price`:
         its endpoint's, for the cost so far."""
+        if isinstance(attempt, CacheEntry):
+            return  # an answer kept for the cache: its request was counted already
         if isinstance(attempt, Saved):
             if kind == SAVED:
                 self.rows += attempt.rows

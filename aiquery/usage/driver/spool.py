@@ -10,21 +10,33 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiquery.usage.record import (
+    CACHED,
     FINISHED,
     SAVED,
     STARTED,
     Attempt,
+    CacheEntry,
     Call,
     Saved,
+    cache_row,
     parse_line,
     saved_row,
     usage_row,
 )
 
-Event = tuple[str, Attempt | Saved]  # (STARTED | FINISHED, the attempt) or (SAVED, the rows)
+# (STARTED | FINISHED, the attempt), (SAVED, the rows) or (CACHED, an answer)
+Event = tuple[str, Attempt | Saved | CacheEntry]
+
+
+class Found(NamedTuple):
+    """What part of a spool file holds, as table rows."""
+
+    usage: list[dict[str, Any]]
+    saved: list[dict[str, Any]]
+    cached: list[dict[str, Any]]
 
 
 def spool_files(directory: str | Path) -> list[Path]:
@@ -81,16 +93,15 @@ def read_events(
 
 def read_rows(
     path: Path, offset: int = 0, call: Call | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, Call | None]:
-    """Rows from `path` from byte `offset` on: (usage rows, saved rows, new offset, the
-    file's header).
+) -> tuple[Found, int, Call | None]:
+    """Rows from `path` from byte `offset` on: (the rows, new offset, the file's header).
 
     A started request with no finish in this part of the file becomes a placeholder row
     (NULL status and latency) that a later finish replaces.
     """
     events, new_offset, call = read_events(path, offset, call)
     if call is None:
-        return [], [], offset, None
+        return Found([], [], []), offset, None
     started = {a.request_id: a for kind, a in events if kind == STARTED and isinstance(a, Attempt)}
     finished = {
         a.request_id: a for kind, a in events if kind == FINISHED and isinstance(a, Attempt)
@@ -100,4 +111,7 @@ def read_rows(
         usage_row(call, a, finished=False) for rid, a in started.items() if rid not in finished
     ]
     saved = [saved_row(call, s) for kind, s in events if kind == SAVED and isinstance(s, Saved)]
-    return rows, saved, new_offset, call
+    cached = [
+        cache_row(call, c) for kind, c in events if kind == CACHED and isinstance(c, CacheEntry)
+    ]
+    return Found(rows, saved, cached), new_offset, call

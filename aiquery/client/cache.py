@@ -1,0 +1,122 @@
+"""The response cache, executor side: what a cached answer is keyed by, how it is stored,
+and how a task looks answers up.
+
+The cache is a Delta table beside the usage table (`ai_gateway.response_cache`), opt-in
+with `aiquery.cache.enabled`. Answers reach it the way usage does: each answered input
+becomes a spool line that the driver's committer merges into the table, so a job that
+died half way has its answers there at the next start. When a query starts, the driver
+loads the answers its call site could use (the endpoint's, younger than
+`aiquery.cache.maxAge`) and its coordinator answers the tasks' lookups (`POST /cache`),
+one per input batch: a hit is a row answered without a request, and no usage row.
+
+A key is the content hash of the endpoint, its upstream model, the generation parameters
+(response format included) and the input as the engine sends it (an AI function's prompt
+included), so a changed prompt, model or parameter is a miss, never a stale answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from aiquery.endpoints.catalog import canonical_name
+from aiquery.endpoints.registry import Endpoint
+from aiquery.errors import AiQueryError
+from aiquery.usage.relay import CoordinatorUnreachable, post_until
+
+CACHE_PATH = "/cache"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """A call site's cache: the slice the driver loaded for it (picklable)."""
+
+    slice_id: str
+
+
+def cache_key(endpoint: Endpoint, params: Mapping[str, Any], value: Any) -> str:
+    """The content hash of what makes an answer: endpoint, model, parameters and input."""
+    body = json.dumps(
+        [canonical_name(endpoint.name), endpoint.model, dict(params), value],
+        sort_keys=True,
+        separators=(",", ":"),
+        default=_jsonable,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if hasattr(value, "__dataclass_fields__"):  # a Prompt, an Image
+        return {
+            "type": type(value).__name__,
+            **{k: getattr(value, k) for k in value.__dataclass_fields__},
+        }
+    return repr(value)
+
+
+def encode_answer(value: Any) -> str:
+    """An answer as the cache stores it: JSON, with a vector as base64 float32."""
+    if isinstance(value, np.ndarray):
+        data = np.ascontiguousarray(value, dtype=np.float32).tobytes()
+        return json.dumps({"f32": base64.b64encode(data).decode()})
+    return json.dumps({"v": value}, separators=(",", ":"))
+
+
+def decode_answer(text: str) -> Any:
+    stored = json.loads(text)
+    if "f32" in stored:
+        return np.frombuffer(base64.b64decode(stored["f32"]), dtype=np.float32)
+    return stored["v"]
+
+
+class CacheUnavailableError(AiQueryError):
+    """The driver's cache could not be reached."""
+
+
+class CacheClient:
+    """One task's lookups in its call site's slice, through the driver's coordinator."""
+
+    def __init__(self, url: str, token: str, settings: CacheSettings, *, deadline_s: float = 120.0):
+        self.url = url.rstrip("/") + CACHE_PATH
+        self.settings = settings
+        self.deadline_s = deadline_s
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def lookup(self, keys: Sequence[str]) -> dict[str, str]:
+        """The stored answers of those `keys` the cache has (encoded)."""
+        if not keys:
+            return {}
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        body = {"slice": self.settings.slice_id, "keys": list(keys)}
+        try:
+            answer = await post_until(
+                self._session,
+                self.url,
+                headers=self._headers,
+                deadline_s=self.deadline_s,
+                json=body,
+            )
+        except CoordinatorUnreachable as e:
+            raise CacheUnavailableError(
+                f"the response cache could not be read from the driver at {self.url} ({e}); "
+                "check that executors can reach the driver (aiquery.coordinator.host/port), "
+                "or set aiquery.cache.enabled=false"
+            ) from None
+        hits: dict[str, str] = json.loads(answer)["hits"]
+        return hits
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -18,14 +18,11 @@ is recorded as always.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from dataclasses import dataclass
 
-import aiohttp
-
 from aiquery.errors import AiQueryError
-from aiquery.usage.relay import CoordinatorUnreachable, post_until
+from aiquery.usage.relay import CoordinatorRoute
 
 BUDGET_PATH = "/budget"
 LEASE = 8  # requests granted per call to the bank (the bank is asked once per this many)
@@ -117,17 +114,23 @@ class BudgetUnavailableError(AiQueryError):
 class JobBudget:
     """One task's side of a query's budget: `admit` before each attempt, `charge` after."""
 
-    def __init__(self, url: str, token: str, limits: BudgetLimits, *, deadline_s: float = 120.0):
-        self.url = url.rstrip("/") + BUDGET_PATH
+    def __init__(
+        self, url: str, token: str, limits: BudgetLimits, *, deadline_s: float = 120.0
+    ) -> None:
         self.limits = limits
-        self.deadline_s = deadline_s
         self.exhausted: str | None = None  # why the bank refused, once it has
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._route = CoordinatorRoute(
+            url,
+            BUDGET_PATH,
+            token,
+            what="the query's budget",
+            error=BudgetUnavailableError,
+            deadline_s=deadline_s,
+        )
         self._held = 0
         self._tokens = 0
         self._cost = 0.0
         self._lock = asyncio.Lock()
-        self._session: aiohttp.ClientSession | None = None
 
     async def admit(self) -> bool:
         """Take one request from the budget; False once it is exhausted (see `exhausted`)."""
@@ -154,13 +157,9 @@ class JobBudget:
                 await self._ask(0, returned=self._held)
                 self._held = 0
         finally:
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
+            await self._route.close()
 
     async def _ask(self, want: int, returned: int = 0) -> tuple[int, str | None]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         tokens, cost = self._tokens, self._cost  # answers may arrive while this is asked
         body = {
             "key": self.limits.key,
@@ -170,20 +169,7 @@ class JobBudget:
             "cost": cost,
             "returned": returned,
         }
-        try:
-            answer = await post_until(
-                self._session,
-                self.url,
-                headers=self._headers,
-                deadline_s=self.deadline_s,
-                json=body,
-            )
-        except CoordinatorUnreachable as e:
-            raise BudgetUnavailableError(
-                f"the query's budget could not be checked with the driver at {self.url} ({e}); "
-                "check that executors can reach the driver (aiquery.coordinator.host/port)"
-            ) from None
+        granted = await self._route.post(body)
         self._tokens -= tokens
         self._cost -= cost
-        granted = json.loads(answer)
         return int(granted["granted"]), granted.get("exhausted")

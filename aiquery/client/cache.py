@@ -23,13 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import numpy as np
 
 from aiquery.endpoints.catalog import canonical_name
 from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import AiQueryError
-from aiquery.usage.relay import CoordinatorUnreachable, post_until
+from aiquery.usage.relay import CoordinatorRoute
 
 CACHE_PATH = "/cache"
 
@@ -85,38 +84,27 @@ class CacheUnavailableError(AiQueryError):
 class CacheClient:
     """One task's lookups in its call site's slice, through the driver's coordinator."""
 
-    def __init__(self, url: str, token: str, settings: CacheSettings, *, deadline_s: float = 120.0):
-        self.url = url.rstrip("/") + CACHE_PATH
+    def __init__(
+        self, url: str, token: str, settings: CacheSettings, *, deadline_s: float = 120.0
+    ) -> None:
         self.settings = settings
-        self.deadline_s = deadline_s
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._session: aiohttp.ClientSession | None = None
+        self._route = CoordinatorRoute(
+            url,
+            CACHE_PATH,
+            token,
+            what="the response cache's answers",
+            error=CacheUnavailableError,
+            deadline_s=deadline_s,
+            timeout_s=60.0,
+        )
 
     async def lookup(self, keys: Sequence[str]) -> dict[str, str]:
         """The stored answers of those `keys` the cache has (encoded)."""
         if not keys:
             return {}
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        body = {"slice": self.settings.slice_id, "keys": list(keys)}
-        try:
-            answer = await post_until(
-                self._session,
-                self.url,
-                headers=self._headers,
-                deadline_s=self.deadline_s,
-                json=body,
-            )
-        except CoordinatorUnreachable as e:
-            raise CacheUnavailableError(
-                f"the response cache could not be read from the driver at {self.url} ({e}); "
-                "check that executors can reach the driver (aiquery.coordinator.host/port), "
-                "or set aiquery.cache.enabled=false"
-            ) from None
-        hits: dict[str, str] = json.loads(answer)["hits"]
+        answer = await self._route.post({"slice": self.settings.slice_id, "keys": list(keys)})
+        hits: dict[str, str] = answer["hits"]
         return hits
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._route.close()

@@ -15,18 +15,14 @@ while the task waits for its oldest batch, and every in-flight request progresse
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import sys
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-
-import numpy as np
 
 from aiquery.client.budget import BudgetLimits, JobBudget
 from aiquery.client.cache import (
@@ -39,15 +35,20 @@ from aiquery.client.cache import (
 from aiquery.client.http import EndpointClient, Outcome, Recorder
 from aiquery.client.limiter import AdaptiveConcurrency, Budget, CircuitBreaker, RateBudget
 from aiquery.client.retry import RetryPolicy
+from aiquery.client.sending import (
+    NULL_ROW,
+    Batch,
+    Deduplicator,
+    RowResult,
+    chunks,
+    dedup_key,
+)
 from aiquery.client.shared_rate import SharedBudget
 from aiquery.client.transport import AiohttpTransport, Transport
-from aiquery.client.wire import Wire, input_tokens_estimate
+from aiquery.client.wire import Wire
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.errors import RequestError
 from aiquery.usage.record import CACHE, DUPLICATE, CacheEntry, Saved
-
-# Rough payload budget per batched request (the hard 4 MB limit is checked when encoding).
-_BATCH_PAYLOAD_CHARS = 3 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,43 +81,11 @@ class EngineSettings:
             raise ValueError("initial_concurrency must be >= 1")
 
 
-@dataclass(frozen=True, slots=True)
-class RowResult:
-    value: Any = None
-    error: RequestError | None = None
-
-
-NULL_ROW = RowResult()
-
-
-class _Batch:
-    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
-        self.results: list[RowResult | None] = [None] * size
-        self.remaining = 0
-        self.done = done
-
-    def fill(self, rows: Sequence[int], results: Sequence[RowResult]) -> None:
-        for row, result in zip(rows, results, strict=True):
-            self._set(row, result)
-        self.remaining -= len(rows)
-        if self.remaining == 0 and not self.done.done():
-            self.done.set_result(None)
-
-    def _set(self, row: int, result: RowResult) -> None:
-        assert self.results[row] is None, f"row {row} answered twice"
-        self.results[row] = result
-
-    def rows(self) -> list[RowResult]:
-        missing = [i for i, r in enumerate(self.results) if r is None]
-        assert not missing, f"rows {missing[:5]} were never answered"
-        return [r for r in self.results if r is not None]
-
-
 @dataclass(slots=True)
 class _Call:
     """One request to send: `rows` of `batch`, and their inputs (keys: when de-duplicating)."""
 
-    batch: _Batch
+    batch: Batch
     rows: list[int]
     inputs: list[Any]
     keys: list[Hashable] | None = None
@@ -129,89 +98,6 @@ def _results(outcome: Outcome, count: int) -> list[RowResult]:
         "the endpoint answered a different number of outputs than inputs"
     )
     return [RowResult(value) for value in outcome.outputs]
-
-
-def dedup_key(value: Any) -> Hashable:
-    """What makes two inputs of one call site the same request: the text itself, or the
-    canonical JSON of a structured input (a custom model's record, a prompt with files)."""
-    if isinstance(value, str):
-        return value
-    return ("json", json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr))
-
-
-def _size(value: Any) -> int:
-    if isinstance(value, np.ndarray):
-        return int(value.nbytes) + 112
-    if isinstance(value, str | bytes):
-        return sys.getsizeof(value)
-    if isinstance(value, tuple):
-        return sum(_size(v) for v in value)
-    return 256
-
-
-def chunks(
-    rows: list[int], inputs: Sequence[Any], batched: bool, max_batch_size: int
-) -> Iterator[list[int]]:
-    """The requests `rows` of `inputs` go in: one row each, or for a batched wire (embeddings,
-    custom models) up to `max_batch_size` rows and ~3 MB of text each."""
-    if not batched:
-        for row in rows:
-            yield [row]
-        return
-    chunk: list[int] = []
-    chars = 0
-    for row in rows:
-        size = len(inputs[row]) if isinstance(inputs[row], str) else 256
-        if chunk and (len(chunk) >= max_batch_size or chars + size > _BATCH_PAYLOAD_CHARS):
-            yield chunk
-            chunk, chars = [], 0
-        chunk.append(row)
-        chars += size
-    if chunk:
-        yield chunk
-
-
-@dataclass(slots=True)
-class RequestTally:
-    """What a task's engine would send for its batches, counted without sending anything:
-    the dry run's figures (`aiquery estimate`). Same rules as `BatchEngine`: NULL rows and
-    rows refused before sending (empty, bad input) make no request, identical inputs are
-    sent once when de-duplicating, batched wires group rows into requests."""
-
-    batched: bool
-    max_batch_size: int
-    deduplicate: bool
-    rows: int = 0  # rows that need an answer (not NULL)
-    refused: int = 0  # rows answered with an error before sending
-    deduplicated: int = 0
-    requests: int = 0
-    input_tokens: int = 0
-    _seen: set[int] = field(default_factory=set)
-
-    def add(self, inputs: Sequence[Any]) -> None:
-        send = []
-        for i, value in enumerate(inputs):
-            if value is None:
-                continue
-            self.rows += 1
-            if isinstance(value, RequestError) or value == "":
-                self.refused += 1
-                continue
-            if self.deduplicate:
-                key = hash(dedup_key(value))  # 64 bits: a collision within a task is ~never
-                if key in self._seen:
-                    self.deduplicated += 1
-                    continue
-                self._seen.add(key)
-            send.append(i)
-        for chunk in chunks(send, inputs, self.batched, self.max_batch_size):
-            self.requests += 1
-            self.input_tokens += input_tokens_estimate([inputs[i] for i in chunk])
-
-
-# Answers kept per task for inputs that repeat after their first answer arrived. Bounded
-# by size (prompts and answers both count), least recently used out first.
-MEMO_BYTES = 64 * 1024 * 1024
 
 
 class BatchEngine:
@@ -237,18 +123,15 @@ class BatchEngine:
         self.ceiling = ceiling
         self.rows_done = 0
         self.requests_done = 0
-        self.rows_deduplicated = 0  # rows answered by another row's request
         self.rows_cached = 0  # rows answered from the response cache
         self._cache: CacheClient | None = None
         self._loop = asyncio.new_event_loop()
         self._calls: deque[_Call] = deque()
         # De-duplication: the rows waiting for a request already queued or in flight (its
         # own row not included), and the answers of requests already done.
-        self._waiting: dict[Hashable, list[tuple[_Batch, int]]] = {}
-        self._answers: OrderedDict[Hashable, tuple[RowResult, int]] = OrderedDict()
-        self._answers_bytes = 0
+        self._dedup = Deduplicator()
         self._failure: BaseException | None = None
-        self._pending: deque[_Batch] = deque()
+        self._pending: deque[Batch] = deque()
         self._workers: list[asyncio.Task[None]] = []
         self.client: EndpointClient | None = None
         self._shared: list[SharedBudget] = []
@@ -278,29 +161,23 @@ class BatchEngine:
         self._shared.append(shared)
         return shared
 
+    def _coordinator(self, what: str) -> tuple[str, str]:
+        url, token = self.settings.coordinator_url, self.settings.coordinator_token
+        if url is None or token is None:
+            raise RuntimeError(f"{what} is on, but the call site was not bound to a coordinator")
+        return url, token.value
+
     def _cache_client(self) -> CacheClient | None:
-        cache, url, token = (
-            self.settings.cache,
-            self.settings.coordinator_url,
-            self.settings.coordinator_token,
-        )
-        if cache is None:
+        if self.settings.cache is None:
             return None
-        if url is None or token is None or self.recorder is None:
-            raise RuntimeError("the cache is on, but the call site was not bound for it")
-        return CacheClient(url, token.value, cache)
+        if self.recorder is None:
+            raise RuntimeError("the response cache is on, but usage recording is off")
+        return CacheClient(*self._coordinator("the response cache"), self.settings.cache)
 
     def _job_budget(self) -> JobBudget | None:
-        limits, url, token = (
-            self.settings.budget,
-            self.settings.coordinator_url,
-            self.settings.coordinator_token,
-        )
-        if limits is None:
+        if self.settings.budget is None:
             return None
-        if url is None or token is None:
-            raise RuntimeError("a budget is set, but the call site was not bound to a coordinator")
-        return JobBudget(url, token.value, limits)
+        return JobBudget(*self._coordinator("a budget"), self.settings.budget)
 
     async def _open(self) -> None:
         rpm, tpm = self.endpoint.requests_per_minute, self.endpoint.tokens_per_minute
@@ -369,8 +246,8 @@ class BatchEngine:
             self._pending.popleft()
             yield batch.rows()
 
-    def _submit(self, inputs: Sequence[Any]) -> _Batch:
-        batch = _Batch(len(inputs), self._loop.create_future())
+    def _submit(self, inputs: Sequence[Any]) -> Batch:
+        batch = Batch(len(inputs), self._loop.create_future())
         rows = []
         for i, value in enumerate(inputs):
             if value is None:
@@ -396,7 +273,11 @@ class BatchEngine:
         keys: dict[int, Hashable] | None = None
         if self.settings.deduplicate:
             keys = {}
-            rows = self._deduplicate(batch, rows, inputs, keys)
+            before = self._dedup.rows
+            rows = self._dedup.split(batch, rows, inputs, keys)
+            if self.recorder is not None and self._dedup.rows > before:
+                saved = Saved(uuid.uuid4().hex, time.time(), self._dedup.rows - before, DUPLICATE)
+                self.recorder.saved(saved)
         for chunk in chunks(rows, inputs, self.wire.batched, self.endpoint.max_batch_size):
             batch.remaining += len(chunk)
             self._calls.append(
@@ -412,7 +293,7 @@ class BatchEngine:
         self._wakeup.set()
         return batch
 
-    def _from_cache(self, batch: _Batch, rows: list[int], inputs: Sequence[Any]) -> list[int]:
+    def _from_cache(self, batch: Batch, rows: list[int], inputs: Sequence[Any]) -> list[int]:
         """Answer the rows the response cache knows; the rest still need a request."""
         assert self._cache is not None and self.recorder is not None
         by_input: dict[Hashable, str] = {}  # duplicates hash once
@@ -447,47 +328,6 @@ class BatchEngine:
             key = cache_key(self.endpoint, self.wire.params, value)
             self.recorder.cached(CacheEntry(key, encode_answer(result.value), now))
 
-    def _deduplicate(
-        self, batch: _Batch, rows: list[int], inputs: Sequence[Any], keys: dict[int, Hashable]
-    ) -> list[int]:
-        """The rows of `batch` that need a request of their own; the others take a done
-        answer now, or wait for the request of an identical input queued or in flight."""
-        send = []
-        before = self.rows_deduplicated
-        for i in rows:
-            key = dedup_key(inputs[i])
-            known = self._answers.get(key)
-            if known is not None:
-                self._answers.move_to_end(key)
-                batch.results[i] = known[0]
-                self.rows_deduplicated += 1
-            elif (waiting := self._waiting.get(key)) is not None:
-                waiting.append((batch, i))
-                batch.remaining += 1
-                self.rows_deduplicated += 1
-            else:
-                self._waiting[key] = []
-                keys[i] = key
-                send.append(i)
-        if self.recorder is not None and self.rows_deduplicated > before:
-            self.recorder.saved(
-                Saved(uuid.uuid4().hex, time.time(), self.rows_deduplicated - before, DUPLICATE)
-            )
-        return send
-
-    def _settle(self, keys: list[Hashable], results: list[RowResult]) -> None:
-        """Answer the rows that waited for these inputs, and remember the answers."""
-        for key, result in zip(keys, results, strict=True):
-            for batch, row in self._waiting.pop(key, ()):
-                batch.fill((row,), (result,))
-            if result.error is None:  # an error may be transient: a later row tries again
-                size = _size(key) + _size(result.value)
-                self._answers[key] = (result, size)
-                self._answers_bytes += size
-        while self._answers_bytes > MEMO_BYTES and self._answers:
-            _, (_, size) = self._answers.popitem(last=False)
-            self._answers_bytes -= size
-
     def _empty_request_error(self) -> RequestError:
         return RequestError(
             self.endpoint.name,
@@ -515,7 +355,7 @@ class BatchEngine:
             results = _results(outcome, len(call.rows))
             call.batch.fill(call.rows, results)
             if call.keys is not None:
-                self._settle(call.keys, results)
+                self._dedup.settle(call.keys, results)
             if self._cache is not None and outcome.error is None:
                 self._keep(call.inputs, results)
             tripped = self.client.breaker.tripped
@@ -528,10 +368,15 @@ class BatchEngine:
             return
         self._failure = error
         self._calls.clear()
-        self._waiting.clear()
+        self._dedup.forget_waiting()
         for batch in self._pending:
             if not batch.done.done():
                 batch.done.set_exception(error)
+
+    @property
+    def rows_deduplicated(self) -> int:
+        """Rows answered by another row's request (or its remembered answer)."""
+        return self._dedup.rows
 
     @property
     def retries(self) -> int:

@@ -17,15 +17,12 @@ to the bank with the task's next lease, as debt.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Callable
 
-import aiohttp
-
 from aiquery.errors import AiQueryError
-from aiquery.usage.relay import CoordinatorUnreachable, post_until
+from aiquery.usage.relay import CoordinatorRoute
 
 PERMITS_PATH = "/permits"
 LEASE_S = 0.05  # a lease is this much of the whole rate (at least one unit)
@@ -79,17 +76,21 @@ class SharedBudget:
     ) -> None:
         if per_minute <= 0:
             raise ValueError("per_minute must be > 0")
-        self.url = url.rstrip("/") + PERMITS_PATH
         self.key = key
         self.per_minute = per_minute
         self.lease = max(1.0, per_minute / 60.0 * LEASE_S)
-        self.deadline_s = deadline_s
         self.leases = 0
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._route = CoordinatorRoute(
+            url,
+            PERMITS_PATH,
+            token,
+            what="the job-wide rate limit's permits",
+            error=PermitsUnavailableError,
+            deadline_s=deadline_s,
+        )
         self._held = 0.0
         self._debt = 0.0
         self._lock = asyncio.Lock()
-        self._session: aiohttp.ClientSession | None = None
 
     async def take(self, amount: float = 1.0) -> None:
         async with self._lock:  # first come, first served within the task
@@ -110,27 +111,10 @@ class SharedBudget:
         self._debt += amount - paid
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._route.close()
 
     async def _ask(self, want: float) -> float:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         body = {"key": self.key, "per_minute": self.per_minute, "want": want, "debt": self._debt}
-        try:
-            answer = await post_until(
-                self._session,
-                self.url,
-                headers=self._headers,
-                deadline_s=self.deadline_s,
-                json=body,
-            )
-        except CoordinatorUnreachable as e:
-            raise PermitsUnavailableError(
-                f"the job-wide rate limit's permits could not be had from the driver at "
-                f"{self.url} ({e}); check that executors can reach the driver "
-                "(aiquery.coordinator.host/port)"
-            ) from None
+        answer = await self._route.post(body)
         self._debt = 0.0
-        return float(json.loads(answer)["wait_s"])
+        return float(answer["wait_s"])

@@ -35,7 +35,7 @@ import pyarrow as pa
 from pyspark import TaskContext
 from pyspark.sql import SparkSession
 
-from aiquery.client.engine import RequestTally
+from aiquery.client.sending import RequestTally
 from aiquery.endpoints.catalog import canonical_name
 from aiquery.endpoints.registry import Registry, Secret
 from aiquery.errors import ConfigError, InvalidArgumentError

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql.types import StringType
 
-from aiquery.client.engine import RowResult
+from aiquery.client.sending import RowResult
 from aiquery.client.wire import Prompt
 from aiquery.errors import InvalidArgumentError, ParseCastError, RequestError
 from aiquery.protocols.common import CUSTOM, Image, Vector

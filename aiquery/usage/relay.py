@@ -16,6 +16,7 @@ never sent), and Spark's task retry takes over.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Mapping
@@ -80,6 +81,55 @@ async def post_until(
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
     raise CoordinatorUnreachable(problem)
+
+
+class CoordinatorRoute:
+    """One route of the driver's coordinator, for one task: JSON in, JSON out, retried
+    until `deadline_s`; failing, it raises `error` with `what` could not be done and how
+    to mend it. Its HTTP session is opened on first use, on the task's loop."""
+
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        token: str,
+        *,
+        what: str,
+        error: type[AiQueryError],
+        deadline_s: float = 120.0,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.url = url.rstrip("/") + path
+        self.what = what
+        self.error = error
+        self.deadline_s = deadline_s
+        self.timeout_s = timeout_s
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, body: Mapping[str, Any]) -> Any:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        try:
+            answer = await post_until(
+                self._session,
+                self.url,
+                headers=self._headers,
+                deadline_s=self.deadline_s,
+                json=dict(body),
+            )
+        except CoordinatorUnreachable as e:
+            raise self.error(
+                f"{self.what} could not be had from the driver at {self.url} ({e}); check that "
+                "executors can reach the driver (aiquery.coordinator.host/port)"
+            ) from None
+        return json.loads(answer)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 class UsageDeliveryError(AiQueryError):

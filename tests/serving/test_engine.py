@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aiquery.client.engine import BatchEngine, EngineSettings, RowResult
+from aiquery.client.engine import BatchEngine, EngineSettings
 from aiquery.client.retry import RetryPolicy
+from aiquery.client.sending import RowResult
 from aiquery.client.wire import wire_for
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.protocols.common import Message
@@ -327,9 +328,9 @@ def test_duplicate_embeddings_are_sent_once_within_their_batched_requests(
 def test_the_answer_memo_is_bounded_by_size(
     emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, control: EmulatorControl
 ) -> None:
-    import aiquery.client.engine as engine_module
+    import aiquery.client.sending as sending
 
-    monkeypatch.setattr(engine_module, "MEMO_BYTES", 2_000)
+    monkeypatch.setattr(sending, "MEMO_BYTES", 2_000)
     prompts = [f"Summarize: row {i}. x" for i in range(50)]
     settings = EngineSettings(concurrency=2, policy=FAST_RETRIES, deduplicate=True)
     ep = endpoint(emulator)
@@ -337,7 +338,7 @@ def test_the_answer_memo_is_bounded_by_size(
         engine.map([prompts]).__next__()
         (again,) = engine.map([prompts])  # after the first is done: only the memo can help
         remembered = engine.rows_deduplicated
-        assert engine._answers_bytes <= 2_000
+        assert engine._dedup.memo_bytes <= 2_000
     assert [r.value for r in again] == [expected(p) for p in prompts]
     assert 0 < remembered < 50  # the most recent answers, not all of them
     assert control.stats()["databricks-gpt-5-4"]["requests"] == 100 - remembered

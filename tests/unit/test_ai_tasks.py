@@ -11,7 +11,7 @@ import pytest
 from image_bytes import jpeg, png
 from pyspark.sql.types import FloatType, StringType
 
-from aiquery.client.engine import RowResult
+from aiquery.client.sending import RowResult
 from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import AnalysisError, InvalidArgumentError, ParseCastError
 from aiquery.protocols.common import CHAT, EMBEDDINGS, Message

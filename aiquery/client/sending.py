@@ -1,0 +1,218 @@
+"""What a task's rows become: requests, and rows that need none.
+
+- `chunks`: the rows each request carries (one, or many for a batched wire);
+- `dedup_key` and `Memo`: identical inputs of one task are one request (`BatchEngine`
+  with `deduplicate`), and answers already in hand are remembered, within a byte bound;
+- `RequestTally`: the same rules, counted without sending (the dry run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aiquery.client.wire import input_tokens_estimate
+from aiquery.errors import RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    value: Any = None
+    error: RequestError | None = None
+
+
+NULL_ROW = RowResult()
+
+
+class Batch:
+    """One input batch's rows: their results as they come, and a future done when all are."""
+
+    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+        self.results: list[RowResult | None] = [None] * size
+        self.remaining = 0
+        self.done = done
+
+    def fill(self, rows: Sequence[int], results: Sequence[RowResult]) -> None:
+        for row, result in zip(rows, results, strict=True):
+            self._set(row, result)
+        self.remaining -= len(rows)
+        if self.remaining == 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def _set(self, row: int, result: RowResult) -> None:
+        assert self.results[row] is None, f"row {row} answered twice"
+        self.results[row] = result
+
+    def rows(self) -> list[RowResult]:
+        missing = [i for i, r in enumerate(self.results) if r is None]
+        assert not missing, f"rows {missing[:5]} were never answered"
+        return [r for r in self.results if r is not None]
+
+
+# Rough payload budget per batched request (the hard 4 MB limit is checked when encoding).
+_BATCH_PAYLOAD_CHARS = 3 * 1024 * 1024
+
+
+def dedup_key(value: Any) -> Hashable:
+    """What makes two inputs of one call site the same request: the text itself, or the
+    canonical JSON of a structured input (a custom model's record, a prompt with files)."""
+    if isinstance(value, str):
+        return value
+    return ("json", json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr))
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes) + 112
+    if isinstance(value, str | bytes):
+        return sys.getsizeof(value)
+    if isinstance(value, tuple):
+        return sum(_size(v) for v in value)
+    return 256
+
+
+# Answers kept per task for inputs that repeat after their first answer arrived. Bounded
+# by size (prompts and answers both count), least recently used out first.
+MEMO_BYTES = 64 * 1024 * 1024
+
+
+class Memo:
+    """Answers by `dedup_key`, least recently used out first past `MEMO_BYTES` (the key and
+    the answer both count)."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, key: Hashable) -> Any | None:
+        found = self._items.get(key)
+        if found is None:
+            return None
+        self._items.move_to_end(key)
+        return found[0]
+
+    def put(self, key: Hashable, item: Any, payload: Any) -> None:
+        """Remember `item` for `key`; `payload` is what it holds, for its size."""
+        if key in self._items:
+            return
+        size = _size(key) + _size(payload)
+        self._items[key] = (item, size)
+        self.bytes += size
+        while self.bytes > MEMO_BYTES and self._items:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self.bytes -= dropped
+
+
+def chunks(
+    rows: list[int], inputs: Sequence[Any], batched: bool, max_batch_size: int
+) -> Iterator[list[int]]:
+    """The requests `rows` of `inputs` go in: one row each, or for a batched wire (embeddings,
+    custom models) up to `max_batch_size` rows and ~3 MB of text each."""
+    if not batched:
+        for row in rows:
+            yield [row]
+        return
+    chunk: list[int] = []
+    chars = 0
+    for row in rows:
+        size = len(inputs[row]) if isinstance(inputs[row], str) else 256
+        if chunk and (len(chunk) >= max_batch_size or chars + size > _BATCH_PAYLOAD_CHARS):
+            yield chunk
+            chunk, chars = [], 0
+        chunk.append(row)
+        chars += size
+    if chunk:
+        yield chunk
+
+
+@dataclass(slots=True)
+class RequestTally:
+    """What a task's engine would send for its batches, counted without sending anything:
+    the dry run's figures (`aiquery estimate`). Same rules as `BatchEngine`: NULL rows and
+    rows refused before sending (empty, bad input) make no request, identical inputs are
+    sent once when de-duplicating, batched wires group rows into requests."""
+
+    batched: bool
+    max_batch_size: int
+    deduplicate: bool
+    rows: int = 0  # rows that need an answer (not NULL)
+    refused: int = 0  # rows answered with an error before sending
+    deduplicated: int = 0
+    requests: int = 0
+    input_tokens: int = 0
+    _seen: set[int] = field(default_factory=set)
+
+    def add(self, inputs: Sequence[Any]) -> None:
+        send = []
+        for i, value in enumerate(inputs):
+            if value is None:
+                continue
+            self.rows += 1
+            if isinstance(value, RequestError) or value == "":
+                self.refused += 1
+                continue
+            if self.deduplicate:
+                key = hash(dedup_key(value))  # 64 bits: a collision within a task is ~never
+                if key in self._seen:
+                    self.deduplicated += 1
+                    continue
+                self._seen.add(key)
+            send.append(i)
+        for chunk in chunks(send, inputs, self.batched, self.max_batch_size):
+            self.requests += 1
+            self.input_tokens += input_tokens_estimate([inputs[i] for i in chunk])
+
+
+class Deduplicator:
+    """A task's identical inputs as one request: the rows waiting for a request already
+    queued or in flight (not counting its own row), and the answers already in hand."""
+
+    def __init__(self) -> None:
+        self.rows = 0  # rows answered by another row's request
+        self._waiting: dict[Hashable, list[tuple[Batch, int]]] = {}
+        self._memo = Memo()
+
+    def split(
+        self, batch: Batch, rows: list[int], inputs: Sequence[Any], keys: dict[int, Hashable]
+    ) -> list[int]:
+        """The rows of `batch` that need a request of their own (their keys go in `keys`);
+        the others take a remembered answer now, or wait for an identical input's request."""
+        send = []
+        for i in rows:
+            key = dedup_key(inputs[i])
+            known = self._memo.get(key)
+            if known is not None:
+                batch.results[i] = known
+                self.rows += 1
+            elif (waiting := self._waiting.get(key)) is not None:
+                waiting.append((batch, i))
+                batch.remaining += 1
+                self.rows += 1
+            else:
+                self._waiting[key] = []
+                keys[i] = key
+                send.append(i)
+        return send
+
+    def settle(self, keys: list[Hashable], results: list[RowResult]) -> None:
+        """Answer the rows that waited for these inputs, and remember the answers."""
+        for key, result in zip(keys, results, strict=True):
+            for batch, row in self._waiting.pop(key, ()):
+                batch.fill((row,), (result,))
+            if result.error is None:  # an error may be transient: a later row tries again
+                self._memo.put(key, result, result.value)
+
+    def forget_waiting(self) -> None:
+        """The task failed: no request will answer the waiting rows."""
+        self._waiting.clear()
+
+    @property
+    def memo_bytes(self) -> int:
+        return self._memo.bytes

@@ -130,6 +130,7 @@ class BatchEngine:
         # De-duplication: the rows waiting for a request already queued or in flight (its
         # own row not included), and the answers of requests already done.
         self._dedup = Deduplicator()
+        self._duplicates_reported = 0
         self._failure: BaseException | None = None
         self._pending: deque[Batch] = deque()
         self._workers: list[asyncio.Task[None]] = []
@@ -208,6 +209,7 @@ class BatchEngine:
 
         async def shutdown() -> None:
             await asyncio.gather(*self._workers, return_exceptions=True)
+            self._report_duplicates()  # before the recorder's last lines are published
             if self.client is not None:
                 await self.client.transport.close()
                 await self.client.recorder.drain()
@@ -265,19 +267,16 @@ class BatchEngine:
                     self._fail(error)
             else:
                 rows.append(i)
+        if self._cache is not None and self._failure is None:
+            rows = self._from_cache(batch, rows, inputs)  # the task may fail meanwhile
         if self._failure is not None:
             batch.done.set_exception(self._failure)
             return batch
-        if self._cache is not None:
-            rows = self._from_cache(batch, rows, inputs)
         keys: dict[int, Hashable] | None = None
         if self.settings.deduplicate:
             keys = {}
-            before = self._dedup.rows
             rows = self._dedup.split(batch, rows, inputs, keys)
-            if self.recorder is not None and self._dedup.rows > before:
-                saved = Saved(uuid.uuid4().hex, time.time(), self._dedup.rows - before, DUPLICATE)
-                self.recorder.saved(saved)
+            self._report_duplicates()
         for chunk in chunks(rows, inputs, self.wire.batched, self.endpoint.max_batch_size):
             batch.remaining += len(chunk)
             self._calls.append(
@@ -372,6 +371,14 @@ class BatchEngine:
         for batch in self._pending:
             if not batch.done.done():
                 batch.done.set_exception(error)
+
+    def _report_duplicates(self) -> None:
+        """Record the rows answered by another row's request since the last report (once
+        per batch, and as the task ends: one line, not one per answer)."""
+        count = self._dedup.rows - self._duplicates_reported
+        if count and self.recorder is not None:
+            self.recorder.saved(Saved(uuid.uuid4().hex, time.time(), count, DUPLICATE))
+        self._duplicates_reported = self._dedup.rows
 
     @property
     def rows_deduplicated(self) -> int:

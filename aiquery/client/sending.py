@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,20 +136,23 @@ def chunks(
 class RequestTally:
     """What a task's engine would send for its batches, counted without sending anything:
     the dry run's figures (`aiquery estimate`). Same rules as `BatchEngine`: NULL rows and
-    rows refused before sending (empty, bad input) make no request, identical inputs are
-    sent once when de-duplicating, batched wires group rows into requests."""
+    rows refused before sending (empty, bad input) make no request, nor do rows the cache
+    answers; identical inputs are sent once when de-duplicating; batched wires group rows
+    into requests."""
 
     batched: bool
     max_batch_size: int
     deduplicate: bool
     rows: int = 0  # rows that need an answer (not NULL)
     refused: int = 0  # rows answered with an error before sending
+    cached: int = 0  # rows the response cache answers
     deduplicated: int = 0
     requests: int = 0
     input_tokens: int = 0
     _seen: set[int] = field(default_factory=set)
 
-    def add(self, inputs: Sequence[Any]) -> None:
+    def add(self, inputs: Sequence[Any], cached: Collection[int] = ()) -> None:
+        """Count one batch; `cached`: the rows the response cache has answers for."""
         send = []
         for i, value in enumerate(inputs):
             if value is None:
@@ -157,6 +160,9 @@ class RequestTally:
             self.rows += 1
             if isinstance(value, RequestError) or value == "":
                 self.refused += 1
+                continue
+            if i in cached:
+                self.cached += 1
                 continue
             if self.deduplicate:
                 key = hash(dedup_key(value))  # 64 bits: a collision within a task is ~never
@@ -175,7 +181,7 @@ class Deduplicator:
     queued or in flight (not counting its own row), and the answers already in hand."""
 
     def __init__(self) -> None:
-        self.rows = 0  # rows answered by another row's request
+        self.rows = 0  # rows answered by another row's request (errors it shared not counted)
         self._waiting: dict[Hashable, list[tuple[Batch, int]]] = {}
         self._memo = Memo()
 
@@ -194,7 +200,6 @@ class Deduplicator:
             elif (waiting := self._waiting.get(key)) is not None:
                 waiting.append((batch, i))
                 batch.remaining += 1
-                self.rows += 1
             else:
                 self._waiting[key] = []
                 keys[i] = key
@@ -204,9 +209,11 @@ class Deduplicator:
     def settle(self, keys: list[Hashable], results: list[RowResult]) -> None:
         """Answer the rows that waited for these inputs, and remember the answers."""
         for key, result in zip(keys, results, strict=True):
-            for batch, row in self._waiting.pop(key, ()):
+            waiting = self._waiting.pop(key, ())
+            for batch, row in waiting:
                 batch.fill((row,), (result,))
             if result.error is None:  # an error may be transient: a later row tries again
+                self.rows += len(waiting)
                 self._memo.put(key, result, result.value)
 
     def forget_waiting(self) -> None:

@@ -1,11 +1,12 @@
 """The dry run: what a query's AI calls would send and cost, without sending anything.
 
 `aiquery estimate "<SQL>"` and `aiquery.estimate(spark, sql)` run the query with each AI
-call replaced by a probe of the same result type that answers NULL: it builds each row's
-request exactly as the call would (prompts, AI functions' templates, images) and counts
-what the engine would send (`client.engine.RequestTally`: NULL and refused rows, identical
-inputs sent once, embeddings batched), then reports it to the driver's coordinator. No
-endpoint is resolved to a live URL, no emulator starts, no request leaves.
+call replaced by a probe of the same result type that answers NULL (`aiquery.spark.probe`):
+it builds each row's request exactly as the call would (prompts, AI functions' templates,
+images) and counts what the engine would send (`client.sending.RequestTally`: NULL and
+refused rows, cache hits, identical inputs sent once, embeddings batched), then reports to
+the driver's coordinator. No endpoint is resolved to a live URL, no emulator starts, no
+request leaves.
 
 From the counts and the endpoint's configuration:
 - input tokens: Databricks' `(len + 1) // 4` per text, what the emulator counts (a real
@@ -22,34 +23,30 @@ The query runs (its input is read) but writes nothing: only queries are accepted
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib import request as urlrequest
 
-import pyarrow as pa
-from pyspark import TaskContext
 from pyspark.sql import SparkSession
 
-from aiquery.client.sending import RequestTally
 from aiquery.endpoints.catalog import canonical_name
 from aiquery.endpoints.registry import Registry, Secret
 from aiquery.errors import ConfigError, InvalidArgumentError
 from aiquery.protocols.common import EMBEDDINGS
 from aiquery.protocols.tasks import FUNCTION_TAG
-from aiquery.spark import answers, sqllex, sqlscan
+from aiquery.spark import sqllex, sqlscan
+from aiquery.spark.cache import bind_cache
 from aiquery.spark.callspec import CallSpec
-from aiquery.spark.coordinator import ESTIMATE_PATH, coordinator, take_tallies
-from aiquery.spark.rows import Rows
+from aiquery.spark.coordinator import coordinator, take_tallies
+from aiquery.spark.probe import probe
 from aiquery.spark.sql import _Plan, _plan
-from aiquery.spark.udf import arrow_iter_udf
 from aiquery.usage.driver.committer import flush as flush_usage
 from aiquery.usage.driver.progress import duration
 from aiquery.usage.driver.settings import usage_settings
+from aiquery.usage.record import TABLE
 
 HISTORY = timedelta(days=7)
 _QUERY_STARTS = ("select", "with", "from", "values", "table", "(")
@@ -63,12 +60,14 @@ class CallEstimate:
     endpoint: str
     rows: int  # rows that reach the call with a request (not NULL)
     refused: int  # rows answered with an error before sending (empty, bad input)
+    cached: int  # rows the response cache answers (when it is on)
     deduplicated: int  # rows answered by an identical row's request
     requests: int
     input_tokens: int
     output_tokens: float | None
     output_basis: str  # where output_tokens comes from
-    cost: float | None  # US dollars; None: the endpoint has no price (or output unknown)
+    cost: float | None  # US dollars; None: the endpoint has no price
+    cost_is_floor: bool  # the output tokens are unknown: the cost of the input alone
     seconds: float | None
     time_basis: str
 
@@ -86,6 +85,10 @@ class Estimate:
         costs = [c.cost for c in self.calls]
         return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
 
+    @property
+    def cost_is_floor(self) -> bool:
+        return any(c.cost_is_floor for c in self.calls)
+
     def __str__(self) -> str:
         from aiquery.usage.report import Dollars, format_table
 
@@ -93,18 +96,24 @@ class Estimate:
             {
                 "call": f"{c.function}({c.endpoint})",
                 "rows": c.rows,
+                "cached": c.cached,
                 "deduplicated": c.deduplicated,
                 "requests": c.requests,
                 "input_tokens": c.input_tokens,
                 "output_tokens": None if c.output_tokens is None else round(c.output_tokens),
-                "cost_usd": None if c.cost is None else Dollars(c.cost),
+                "cost_usd": None
+                if c.cost is None
+                else (f">= {Dollars(c.cost)}" if c.cost_is_floor else Dollars(c.cost)),
                 "time": None if c.seconds is None else duration(c.seconds),
             }
             for c in self.calls
         ]
         notes = [f"{c.function}({c.endpoint}): output tokens {c.output_basis}; time {c.time_basis}"
                  for c in self.calls]  # fmt: skip
-        total = "unknown (an endpoint has no price)" if self.cost is None else f"${self.cost:,.4f}"
+        if self.cost is None:
+            total = "cost unknown (an endpoint has no price)"
+        else:
+            total = f"{'at least ' if self.cost_is_floor else ''}${self.cost:,.4f}"
         return "\n".join(
             [
                 format_table(lines),
@@ -128,13 +137,12 @@ def estimate(spark: SparkSession, statement: str, registry: Registry | None = No
         flush_usage(spark)
     found = coordinator(spark, None)
     key = uuid.uuid4().hex
-    text = _render(spark, plan, sites, found.url, Secret(found.token), key)
+    token = Secret(found.token)
+    text = _render(spark, plan, sites, found.url, token, key)
     spark.sql(text).write.format("noop").mode("overwrite").save()
     tallies = take_tallies(key)
     history = _history(spark)
-    return Estimate(
-        [_call(spec, tallies.get(i, {}), history, spark) for i, spec in enumerate(sites)]
-    )
+    return Estimate([_call(spec, tallies.get(i, {}), history) for i, spec in enumerate(sites)])
 
 
 def _check_query(statement: str) -> None:
@@ -168,72 +176,18 @@ def _render(
             rendered_inputs = [render(i) for i in inputs]
             index = next(counter)
             name = f"_aiquery_probe_{key[:8]}_{index}"
-            spark.udf.register(name, _probe(spec, url, token, key, index))
+            if spec.settings.cache is not None:  # the cache's answers are not requests
+                bound = replace(spec.settings, coordinator_url=url, coordinator_token=token)
+                spec = replace(spec, settings=bind_cache(spark, bound, spec.endpoint))
+            spark.udf.register(name, probe(spec, url, token, key, index))
             text = f"{name}({', '.join(rendered_inputs)})"
             replacements.append(
                 (call.start, call.end, f"parse_json({text})" if spec.variant else text)
             )
+        replacements += [(start, end, TABLE) for start, end in p.usage_refs]
         return sqlscan.replace_spans(p.text, replacements)
 
     return render(plan)
-
-
-def _probe(spec: CallSpec, url: str, token: Secret, key: str, index: int) -> Any:
-    result_type = spec.result_type
-    endpoint = spec.endpoint
-
-    def count(batches: Iterator[Any]) -> Iterator[pa.Array]:
-        from aiquery.client.wire import wire_for
-
-        rows = Rows(spec)
-        tally = RequestTally(
-            wire_for(endpoint, spec.params, spec.request_tags).batched,
-            endpoint.max_batch_size,
-            spec.settings.deduplicate,
-        )
-        for batch in batches:
-            values, _ = rows.inputs(batch)
-            tally.add(values)
-            count = len(batch) if isinstance(batch, pa.Array) else len(batch[0])
-            yield answers.to_arrow_array([None] * count, result_type)
-        _report(url, token, key, index, tally)
-
-    # The type hints tell PySpark the UDF's shape: one argument, or several (a tuple).
-    if len(spec.inputs) == 1:
-
-        def probe(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-            yield from count(batches)
-
-        return arrow_iter_udf(probe, result_type)
-
-    def probe_n(batches: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
-        yield from count(batches)
-
-    return arrow_iter_udf(probe_n, result_type)
-
-
-def _report(url: str, token: Secret, key: str, index: int, tally: RequestTally) -> None:
-    task = TaskContext.get()
-    body = {
-        "key": key,
-        "call": index,
-        "partition": task.partitionId() if task is not None else 0,
-        "tally": {
-            "rows": tally.rows,
-            "refused": tally.refused,
-            "deduplicated": tally.deduplicated,
-            "requests": tally.requests,
-            "input_tokens": tally.input_tokens,
-        },
-    }
-    sent = urlrequest.Request(
-        url.rstrip("/") + ESTIMATE_PATH,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urlrequest.urlopen(sent, timeout=60) as answer:
-        answer.read()
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,11 +240,10 @@ def _call(
     spec: CallSpec,
     parts: Mapping[int, Mapping[str, int]],
     history: Mapping[tuple[str, str], _History],
-    spark: SparkSession,
 ) -> CallEstimate:
     endpoint = spec.endpoint
     total = {k: sum(p.get(k, 0) for p in parts.values()) for k in
-             ("rows", "refused", "deduplicated", "requests", "input_tokens")}  # fmt: skip
+             ("rows", "refused", "cached", "deduplicated", "requests", "input_tokens")}  # fmt: skip
     requests = total["requests"]
     past = history.get((canonical_name(endpoint.name), spec.function))
     max_tokens = spec.params.get("max_tokens")
@@ -309,23 +262,21 @@ def _call(
     else:
         output, basis = None, "unknown: no usage in 7 days and no max_tokens"
     price = endpoint.price
-    cost = (
-        None
-        if price is None or output is None
-        else price.cost(total["input_tokens"], round(output))
-    )
-    seconds, time_basis = _time(spec, parts, past, output, total["input_tokens"], spark)
+    cost = None if price is None else price.cost(total["input_tokens"], round(output or 0))
+    seconds, time_basis = _time(spec, parts, past, output, total["input_tokens"])
     return CallEstimate(
         function=spec.function,
         endpoint=endpoint.name,
         rows=total["rows"],
         refused=total["refused"],
+        cached=total["cached"],
         deduplicated=total["deduplicated"],
         requests=requests,
         input_tokens=total["input_tokens"],
         output_tokens=output,
         output_basis=basis,
         cost=cost,
+        cost_is_floor=output is None,
         seconds=seconds,
         time_basis=time_basis,
     )
@@ -337,7 +288,6 @@ def _time(
     past: _History | None,
     output: float | None,
     input_tokens: int,
-    spark: SparkSession,
 ) -> tuple[float | None, str]:
     endpoint, settings = spec.endpoint, spec.settings
     floors = []

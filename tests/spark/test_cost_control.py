@@ -411,3 +411,16 @@ def test_bad_cache_settings_say_what_they_must_be(spark, workspace) -> None:  # 
         finally:
             spark.conf.unset("aiquery.cache.enabled")
             spark.conf.unset(f"aiquery.cache.{name}")
+
+
+def test_the_dry_run_counts_what_the_cache_would_answer(
+    spark, workspace, control: EmulatorControl, cache_on
+) -> None:  # type: ignore[no-untyped-def]
+    spark.sql(DISTINCT).createOrReplaceTempView("distinct_rows")
+    query = "SELECT ai_query('databricks-gpt-oss-20b', p) AS a FROM distinct_rows WHERE id < {}"
+    aiquery.sql(spark, query.format(50)).collect()
+    sent = len(control.requests())
+    (call,) = aiquery.estimate(spark, query.format(120)).calls
+    assert len(control.requests()) == sent == 50  # the estimate sent nothing
+    assert (call.rows, call.cached, call.requests) == (120, 50, 70)
+    assert "cached" in str(aiquery.estimate(spark, query.format(120))).splitlines()[0]

@@ -176,7 +176,9 @@ class ProgressMonitor:
 
 
 def duration(seconds: float) -> str:
-    """A span for people: 42s, 3m07s, 2h05m."""
+    """A span for people: <1s, 42s, 3m07s, 2h05m."""
+    if seconds < 1:
+        return "<1s"
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"

@@ -77,9 +77,17 @@ COLUMNS: tuple[Column, ...] = (
     Column("spark_task", "STRING", _S, "call", "stage.partition.attempt of the Spark task that sent it"),
 )  # fmt: skip
 
-NAMES = tuple(c.name for c in COLUMNS)
-DDL = ", ".join(f"{c.name} {c.sql_type}" for c in COLUMNS)
-ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in COLUMNS])
+
+def _table(columns: tuple[Column, ...]) -> tuple[tuple[str, ...], str, pa.Schema]:
+    """A table's column names, its Delta DDL and its Arrow schema."""
+    return (
+        tuple(c.name for c in columns),
+        ", ".join(f"{c.name} {c.sql_type}" for c in columns),
+        pa.schema([pa.field(c.name, c.arrow_type) for c in columns]),
+    )
+
+
+NAMES, DDL, ARROW_SCHEMA = _table(COLUMNS)
 _KEYS: dict[str, str] = {c.name: c.key for c in COLUMNS if c.key is not None}
 
 
@@ -160,9 +168,7 @@ SAVED_COLUMNS: tuple[Column, ...] = (
     Column("spark_app_id", "STRING", _S, "call", "the Spark application"),
     Column("spark_task", "STRING", _S, "call", "stage.partition.attempt of the Spark task"),
 )  # fmt: skip
-SAVED_NAMES = tuple(c.name for c in SAVED_COLUMNS)
-SAVED_DDL = ", ".join(f"{c.name} {c.sql_type}" for c in SAVED_COLUMNS)
-SAVED_ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in SAVED_COLUMNS])
+SAVED_NAMES, SAVED_DDL, SAVED_ARROW_SCHEMA = _table(SAVED_COLUMNS)
 _SAVED_KEYS = tuple((c.name, c.key) for c in SAVED_COLUMNS if c.key is not None)
 assert {f.name for f in dataclasses.fields(Saved)} == {name for name, _ in _SAVED_KEYS}
 
@@ -192,9 +198,7 @@ CACHE_COLUMNS: tuple[Column, ...] = (
     Column("answer", "STRING", _S, "attempt", "the answer (JSON; vectors as base64 float32)", "a"),
     Column("created_at", "TIMESTAMP", pa.timestamp("us", tz="UTC"), "attempt", "when it was answered", "t"),
 )  # fmt: skip
-CACHE_NAMES = tuple(c.name for c in CACHE_COLUMNS)
-CACHE_DDL = ", ".join(f"{c.name} {c.sql_type}" for c in CACHE_COLUMNS)
-CACHE_ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) for c in CACHE_COLUMNS])
+_, CACHE_DDL, CACHE_ARROW_SCHEMA = _table(CACHE_COLUMNS)
 _CACHE_KEYS = tuple((c.name, c.key) for c in CACHE_COLUMNS if c.key is not None)
 assert {f.name for f in dataclasses.fields(CacheEntry)} == {name for name, _ in _CACHE_KEYS}
 

@@ -19,6 +19,8 @@ from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.models import chat_reply
 from aiquery.usage.driver.committer import flush
+from aiquery.usage.driver.settings import usage_settings
+from aiquery.usage.report import load_saved
 
 pytestmark = pytest.mark.spark
 
@@ -67,7 +69,11 @@ def test_thirty_percent_duplicates_send_seventy_percent_of_the_requests(
         f"SELECT invocation_id, rows FROM system.ai_gateway.usage WHERE request_id IN ({ids})",
     ).collect()
     assert len(usage) == 700 and sum(u.rows for u in usage) == 700  # usage rows == the log
-    assert saved_rows(spark, {u.invocation_id for u in usage}) == 300
+    invocations = {u.invocation_id for u in usage}
+    assert saved_rows(spark, invocations) == 300
+    # The CLI's reader (pyarrow, no Spark) sees them too.
+    records = load_saved(usage_settings(spark).location)
+    assert sum(r["rows"] for r in records if r["invocation_id"] in invocations) == 300
 
 
 @pytest.mark.parametrize(

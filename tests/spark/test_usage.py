@@ -14,6 +14,7 @@ import pyarrow.fs as pafs
 import pytest
 
 import aiquery
+from aiquery.endpoints.catalog import DEFAULT_PRICES
 from aiquery.functions import ai_query
 from aiquery.serving.control import EmulatorControl
 from aiquery.usage import deltalog
@@ -218,6 +219,14 @@ def test_usage_table_reads_without_spark_and_the_cli(
         if "databricks-claude-haiku-4-5" in line and "cli-test" in line
     )
     assert line.split()[2] == "7"  # endpoint, team, requests
+    # cost_usd, from the endpoint's default price, for the same rows
+    header = next(h for h in cli.stdout.splitlines() if h.startswith("endpoint")).split()
+    price = DEFAULT_PRICES["databricks-claude-haiku-4-5"]
+    tagged = [r for r in mine if (r["request_tags"] or {}).get("team") == "cli-test"]
+    cost = price.cost(
+        sum(r["input_tokens"] for r in tagged), sum(r["output_tokens"] for r in tagged)
+    )
+    assert float(line.split()[header.index("cost_usd")]) == pytest.approx(cost, abs=5e-5)
     out = tmp_path / "usage.html"
     usage_cli("dashboard", "--table", location, "--out", str(out))
     assert "databricks-claude-haiku-4-5" in out.read_text()

@@ -19,16 +19,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aiquery.client.sending import dedup_key
 from aiquery.endpoints.catalog import canonical_name
 from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import AiQueryError
+from aiquery.usage.record import CacheEntry
 from aiquery.usage.relay import CoordinatorRoute
+
+if TYPE_CHECKING:
+    from aiquery.client.http import Recorder
 
 CACHE_PATH = "/cache"
 
@@ -85,9 +91,18 @@ class CacheClient:
     """One task's lookups in its call site's slice, through the driver's coordinator."""
 
     def __init__(
-        self, url: str, token: str, settings: CacheSettings, *, deadline_s: float = 120.0
+        self,
+        url: str,
+        token: str,
+        settings: CacheSettings,
+        endpoint: Endpoint,
+        params: Mapping[str, Any],
+        *,
+        deadline_s: float = 120.0,
     ) -> None:
         self.settings = settings
+        self._endpoint = endpoint
+        self._params = dict(params)
         self._route = CoordinatorRoute(
             url,
             CACHE_PATH,
@@ -97,6 +112,28 @@ class CacheClient:
             deadline_s=deadline_s,
             timeout_s=60.0,
         )
+
+    def key(self, value: Any) -> str:
+        return cache_key(self._endpoint, self._params, value)
+
+    async def answers(self, inputs: Sequence[Any], rows: Sequence[int]) -> dict[int, Any]:
+        """The answers the cache holds for these `rows` of `inputs`, decoded, by row."""
+        by_input: dict[Hashable, str] = {}  # identical inputs hash once
+        keys = {}
+        for i in rows:
+            same = dedup_key(inputs[i])
+            key = by_input.get(same)
+            if key is None:
+                key = by_input[same] = self.key(inputs[i])
+            keys[i] = key
+        hits = await self.lookup(list(by_input.values()))
+        return {i: decode_answer(hits[k]) for i, k in keys.items() if k in hits}
+
+    def keep(self, recorder: Recorder, inputs: Sequence[Any], values: Sequence[Any]) -> None:
+        """Spool each answer for the cache (the committer merges them into its table)."""
+        now = time.time()
+        for value, answer in zip(inputs, values, strict=True):
+            recorder.cached(CacheEntry(self.key(value), encode_answer(answer), now))
 
     async def lookup(self, keys: Sequence[str]) -> dict[str, str]:
         """The stored answers of those `keys` the cache has (encoded)."""

@@ -25,30 +25,18 @@ from types import TracebackType
 from typing import Any
 
 from aiquery.client.budget import BudgetLimits, JobBudget
-from aiquery.client.cache import (
-    CacheClient,
-    CacheSettings,
-    cache_key,
-    decode_answer,
-    encode_answer,
-)
-from aiquery.client.http import EndpointClient, Outcome, Recorder
+from aiquery.client.cache import CacheClient, CacheSettings
+from aiquery.client.http import EndpointClient, Recorder
 from aiquery.client.limiter import AdaptiveConcurrency, Budget, CircuitBreaker, RateBudget
 from aiquery.client.retry import RetryPolicy
-from aiquery.client.sending import (
-    NULL_ROW,
-    Batch,
-    Deduplicator,
-    RowResult,
-    chunks,
-    dedup_key,
-)
+from aiquery.client.sending import NULL_ROW, Batch, Deduplicator, RowResult, Send, chunks
 from aiquery.client.shared_rate import SharedBudget
+from aiquery.client.sharing import SharedInputs, ShareSettings
 from aiquery.client.transport import AiohttpTransport, Transport
 from aiquery.client.wire import Wire
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.errors import RequestError
-from aiquery.usage.record import CACHE, DUPLICATE, CacheEntry, Saved
+from aiquery.usage.record import CACHE, DUPLICATE, Saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +54,11 @@ class EngineSettings:
     coordinator_token: Secret | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     breaker_threshold: int = 5
-    # Identical inputs in one task are sent once and every row gets the answer (see
-    # `aiquery.spark.callspec.deduplicates` for when a call site turns this on).
+    # Identical inputs are sent once and every row gets the answer (see
+    # `aiquery.spark.callspec.deduplicates` for when a call site turns this on): within
+    # the task, and with `share`, across the query's tasks (`aiquery.client.sharing`).
     deduplicate: bool = False
+    share: ShareSettings | None = None
     # The query's budget (`aiquery.budget.*`), held by the driver's coordinator.
     budget: BudgetLimits | None = None
     # The response cache's slice for this call site (`aiquery.cache.*`); None: off.
@@ -79,25 +69,6 @@ class EngineSettings:
             raise ValueError("concurrency and parallelism must be >= 1")
         if self.initial_concurrency is not None and self.initial_concurrency < 1:
             raise ValueError("initial_concurrency must be >= 1")
-
-
-@dataclass(slots=True)
-class _Call:
-    """One request to send: `rows` of `batch`, and their inputs (keys: when de-duplicating)."""
-
-    batch: Batch
-    rows: list[int]
-    inputs: list[Any]
-    keys: list[Hashable] | None = None
-
-
-def _results(outcome: Outcome, count: int) -> list[RowResult]:
-    if outcome.error is not None:
-        return [RowResult(error=outcome.error)] * count
-    assert outcome.outputs is not None and len(outcome.outputs) == count, (
-        "the endpoint answered a different number of outputs than inputs"
-    )
-    return [RowResult(value) for value in outcome.outputs]
 
 
 class BatchEngine:
@@ -125,8 +96,9 @@ class BatchEngine:
         self.requests_done = 0
         self.rows_cached = 0  # rows answered from the response cache
         self._cache: CacheClient | None = None
+        self._share: SharedInputs | None = None
         self._loop = asyncio.new_event_loop()
-        self._calls: deque[_Call] = deque()
+        self._calls: deque[Send] = deque()
         # De-duplication: the rows waiting for a request already queued or in flight (its
         # own row not included), and the answers of requests already done.
         self._dedup = Deduplicator()
@@ -173,7 +145,18 @@ class BatchEngine:
             return None
         if self.recorder is None:
             raise RuntimeError("the response cache is on, but usage recording is off")
-        return CacheClient(*self._coordinator("the response cache"), self.settings.cache)
+        return CacheClient(
+            *self._coordinator("the response cache"),
+            self.settings.cache,
+            self.endpoint,
+            self.wire.params,
+        )
+
+    def _shared_inputs(self) -> SharedInputs | None:
+        if self.settings.share is None or not self.settings.deduplicate:
+            return None
+        where = self._coordinator("de-duplication across tasks")
+        return SharedInputs(*where, self.settings.share, self.endpoint, self.wire.params)
 
     def _job_budget(self) -> JobBudget | None:
         if self.settings.budget is None:
@@ -198,8 +181,12 @@ class BatchEngine:
             rng=random.Random(),
         )
         self._cache = self._cache_client()
+        self._share = self._shared_inputs()
         self._wakeup = asyncio.Event()
         self._workers = [self._loop.create_task(self._worker()) for _ in range(self.ceiling)]
+        if self._share is not None:
+            pump = self._share.run(self._answered_elsewhere, self._handed_over)
+            self._workers.append(self._loop.create_task(self._guard(pump)))
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -217,6 +204,8 @@ class BatchEngine:
                     await self.client.budget.close()
             if self._cache is not None:
                 await self._cache.close()
+            if self._share is not None:
+                await self._share.close()
             for shared in self._shared:
                 await shared.close()
 
@@ -250,6 +239,7 @@ class BatchEngine:
 
     def _submit(self, inputs: Sequence[Any]) -> Batch:
         batch = Batch(len(inputs), self._loop.create_future())
+        batch.hold()  # rows answered while others are sorted must not end the batch
         rows = []
         for i, value in enumerate(inputs):
             if value is None:
@@ -269,63 +259,67 @@ class BatchEngine:
                 rows.append(i)
         if self._cache is not None and self._failure is None:
             rows = self._from_cache(batch, rows, inputs)  # the task may fail meanwhile
-        if self._failure is not None:
-            batch.done.set_exception(self._failure)
-            return batch
         keys: dict[int, Hashable] | None = None
-        if self.settings.deduplicate:
+        if self.settings.deduplicate and self._failure is None:
             keys = {}
             rows = self._dedup.split(batch, rows, inputs, keys)
+            if self._share is not None and rows:
+                rows = self._share_out(batch, rows, inputs, keys)
             self._report_duplicates()
+        if self._failure is not None:
+            if not batch.done.done():
+                batch.done.set_exception(self._failure)
+            return batch
         for chunk in chunks(rows, inputs, self.wire.batched, self.endpoint.max_batch_size):
             batch.remaining += len(chunk)
-            self._calls.append(
-                _Call(
-                    batch,
-                    chunk,
-                    [inputs[i] for i in chunk],
-                    None if keys is None else [keys[i] for i in chunk],
-                )
-            )
-        if batch.remaining == 0:
-            batch.done.set_result(None)
+            same = None if keys is None else [keys[i] for i in chunk]
+            self._calls.append(Send(batch, chunk, [inputs[i] for i in chunk], same))
+        batch.release()
         self._wakeup.set()
         return batch
 
     def _from_cache(self, batch: Batch, rows: list[int], inputs: Sequence[Any]) -> list[int]:
         """Answer the rows the response cache knows; the rest still need a request."""
         assert self._cache is not None and self.recorder is not None
-        by_input: dict[Hashable, str] = {}  # duplicates hash once
-        keys = []
-        for i in rows:
-            same = dedup_key(inputs[i])
-            key = by_input.get(same)
-            if key is None:
-                key = by_input[same] = cache_key(self.endpoint, self.wire.params, inputs[i])
-            keys.append(key)
         # Runs the loop while it waits: requests in flight progress meanwhile.
-        hits = self._loop.run_until_complete(self._cache.lookup(list(by_input.values())))
+        hits = self._loop.run_until_complete(self._cache.answers(inputs, rows))
         if not hits:
             return rows
-        send = []
-        for i, key in zip(rows, keys, strict=True):
-            stored = hits.get(key)
-            if stored is None:
-                send.append(i)
-            else:
-                batch.results[i] = RowResult(decode_answer(stored))
-        answered = len(rows) - len(send)
-        self.rows_cached += answered
-        self.recorder.saved(Saved(uuid.uuid4().hex, time.time(), answered, CACHE))
-        return send
+        for i, value in hits.items():
+            batch.results[i] = RowResult(value)
+        self.rows_cached += len(hits)
+        self.recorder.saved(Saved(uuid.uuid4().hex, time.time(), len(hits), CACHE))
+        return [i for i in rows if i not in hits]
 
-    def _keep(self, inputs: Sequence[Any], results: Sequence[RowResult]) -> None:
-        """Spool each answer for the response cache."""
-        assert self.recorder is not None
-        now = time.time()
-        for value, result in zip(inputs, results, strict=True):
-            key = cache_key(self.endpoint, self.wire.params, value)
-            self.recorder.cached(CacheEntry(key, encode_answer(result.value), now))
+    def _share_out(
+        self, batch: Batch, rows: list[int], inputs: Sequence[Any], keys: dict[int, Hashable]
+    ) -> list[int]:
+        """Offer the rows this task would send to the query's other tasks: the rows
+        another task answers, or is sending, wait for that answer; the rest are sent."""
+        assert self._share is not None
+        offered = [(keys[i], inputs[i]) for i in rows]
+        found, wait = self._loop.run_until_complete(self._share.offer(offered))
+        for i in rows:
+            if keys[i] in found or keys[i] in wait:
+                self._dedup.park(keys[i], batch, i)
+        for key, value in found.items():
+            self._dedup.settle([key], [RowResult(value)])
+        return [i for i in rows if keys[i] not in found and keys[i] not in wait]
+
+    def _answered_elsewhere(self, key: Hashable, value: Any) -> None:
+        self._dedup.settle([key], [RowResult(value)])
+
+    def _handed_over(self, key: Hashable, value: Any) -> None:
+        """The task sending `key` gave it up (its request failed, or it is gone): send it."""
+        batch, row = self._dedup.hand_over(key)
+        self._calls.append(Send(batch, [row], [value], [key]))
+        self._wakeup.set()
+
+    async def _guard(self, work: Any) -> None:
+        try:
+            await work
+        except Exception as e:  # the driver unreachable: the task cannot answer its rows
+            self._fail(e)
 
     def _empty_request_error(self) -> RequestError:
         return RequestError(
@@ -351,12 +345,15 @@ class BatchEngine:
                 return
             self.requests_done += 1
             self.rows_done += len(call.rows)
-            results = _results(outcome, len(call.rows))
+            results = call.results(outcome.outputs, outcome.error)
             call.batch.fill(call.rows, results)
             if call.keys is not None:
                 self._dedup.settle(call.keys, results)
-            if self._cache is not None and outcome.error is None:
-                self._keep(call.inputs, results)
+                if self._share is not None:
+                    for key, result in zip(call.keys, results, strict=True):
+                        self._share.settle(key, result.value, result.error is None)
+            if self._cache is not None and outcome.error is None and self.recorder is not None:
+                self._cache.keep(self.recorder, call.inputs, [r.value for r in results])
             tripped = self.client.breaker.tripped
             if tripped is not None or (outcome.error is not None and self.fail_fast):
                 self._fail(tripped or outcome.error)
@@ -368,6 +365,8 @@ class BatchEngine:
         self._failure = error
         self._calls.clear()
         self._dedup.forget_waiting()
+        if self._share is not None:
+            self._share.forget_parked()
         for batch in self._pending:
             if not batch.done.done():
                 batch.done.set_exception(error)

@@ -39,6 +39,15 @@ class Batch:
         self.remaining = 0
         self.done = done
 
+    def hold(self) -> None:
+        """Not done while rows are still being sorted (`release` ends the hold)."""
+        self.remaining += 1
+
+    def release(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0 and not self.done.done():
+            self.done.set_result(None)
+
     def fill(self, rows: Sequence[int], results: Sequence[RowResult]) -> None:
         for row, result in zip(rows, results, strict=True):
             self._set(row, result)
@@ -54,6 +63,25 @@ class Batch:
         missing = [i for i, r in enumerate(self.results) if r is None]
         assert not missing, f"rows {missing[:5]} were never answered"
         return [r for r in self.results if r is not None]
+
+
+@dataclass(slots=True)
+class Send:
+    """One request to send: `rows` of `batch`, and their inputs (keys: when de-duplicating)."""
+
+    batch: Batch
+    rows: list[int]
+    inputs: list[Any]
+    keys: list[Hashable] | None = None
+
+    def results(self, outputs: Sequence[Any] | None, error: RequestError | None) -> list[RowResult]:
+        """The request's answer (its outputs, or its error) as its rows' results."""
+        if error is not None:
+            return [RowResult(error=error)] * len(self.rows)
+        assert outputs is not None and len(outputs) == len(self.rows), (
+            "the endpoint answered a different number of outputs than inputs"
+        )
+        return [RowResult(value) for value in outputs]
 
 
 # Rough payload budget per batched request (the hard 4 MB limit is checked when encoding).
@@ -151,8 +179,11 @@ class RequestTally:
     input_tokens: int = 0
     _seen: set[int] = field(default_factory=set)
 
-    def add(self, inputs: Sequence[Any], cached: Collection[int] = ()) -> None:
-        """Count one batch; `cached`: the rows the response cache has answers for."""
+    def add(
+        self, inputs: Sequence[Any], cached: Collection[int] = (), shared: Collection[int] = ()
+    ) -> None:
+        """Count one batch; `cached`: the rows the response cache has answers for; `shared`:
+        the rows whose input another task sends (de-duplication across tasks)."""
         send = []
         for i, value in enumerate(inputs):
             if value is None:
@@ -163,6 +194,9 @@ class RequestTally:
                 continue
             if i in cached:
                 self.cached += 1
+                continue
+            if i in shared:
+                self.deduplicated += 1
                 continue
             if self.deduplicate:
                 key = hash(dedup_key(value))  # 64 bits: a collision within a task is ~never
@@ -215,6 +249,15 @@ class Deduplicator:
             if result.error is None:  # an error may be transient: a later row tries again
                 self.rows += len(waiting)
                 self._memo.put(key, result, result.value)
+
+    def park(self, key: Hashable, batch: Batch, row: int) -> None:
+        """`row` waits for `key`'s answer from elsewhere (another task's request)."""
+        self._waiting[key].append((batch, row))
+        batch.remaining += 1
+
+    def hand_over(self, key: Hashable) -> tuple[Batch, int]:
+        """One of the rows waiting for `key`, to send `key`'s request for them all."""
+        return self._waiting[key].pop(0)
 
     def forget_waiting(self) -> None:
         """The task failed: no request will answer the waiting rows."""

@@ -28,6 +28,7 @@ from aiquery.client.budget import BudgetLimits
 from aiquery.client.cache import CacheSettings
 from aiquery.client.engine import EngineSettings
 from aiquery.client.retry import RetryPolicy
+from aiquery.client.sharing import ShareSettings
 from aiquery.endpoints.registry import EMBEDDED, Endpoint, Registry, load_registry
 from aiquery.errors import (
     ConfigError,
@@ -213,7 +214,9 @@ def call_settings(
         )
     return replace(
         base,
-        deduplicate=deduplicates(spark, endpoint.task, params),
+        deduplicate=(dedup := deduplicates(spark, endpoint.task, params)),
+        # Across the query's tasks too: an exchange of its own, given when it is bound.
+        share=ShareSettings("") if dedup else None,
         budget=limits,
         # On: a placeholder until the call site is bound (`aiquery.spark.cache.bind_cache`).
         cache=CacheSettings("") if cache_enabled(spark) else None,

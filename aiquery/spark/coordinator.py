@@ -7,7 +7,9 @@ It serves
   from the process's one `PermitBank`;
 - `POST /budget`: leases of a query's budget (`aiquery.client.budget`) from its `BudgetBank`;
 - `POST /estimate`: a dry run's counts from each task (`aiquery.spark.estimate`);
-- `POST /cache`: lookups in the response cache's slice of a call site (`aiquery.spark.cache`).
+- `POST /cache`: lookups in the response cache's slice of a call site (`aiquery.spark.cache`);
+- `POST /share`: the inputs tasks offer to the query's other tasks, and their answers
+  (`aiquery.client.sharing`, de-duplication across tasks) in the process's `EXCHANGES`.
 
 It listens where executors can reach the driver: `aiquery.coordinator.host` (default:
 Spark's `spark.driver.host` on a classic driver; on a Spark Connect client, the local
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiquery.client.budget import BUDGET_PATH, BudgetBank
 from aiquery.client.cache import CACHE_PATH
 from aiquery.client.shared_rate import PERMITS_PATH, PermitBank
+from aiquery.client.sharing import SHARE_PATH, AnswerExchange, offer_from_json
 from aiquery.errors import ConfigError
 from aiquery.settings import is_classic, is_local, setting
 from aiquery.usage.driver.collector import BadBatchError, Collector
@@ -49,6 +52,7 @@ REAP_IDLE_S = 60.0  # a writer silent this long has its file closed (see Collect
 MAX_BODY = 64 * 1024 * 1024
 BANK = PermitBank()  # one per process: every coordinator here grants from the same limits
 BUDGETS = BudgetBank()  # likewise for query budgets
+EXCHANGES = AnswerExchange()  # and for the inputs a query's tasks share
 
 
 class Coordinator:
@@ -120,6 +124,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == CACHE_PATH:
             self._cache(body)
             return
+        if self.path == SHARE_PATH:
+            self._share(body)
+            return
         collector = self.coordinator.collector
         if self.path != USAGE_PATH or collector is None:
             self._answer(404, f"no route {self.path}")
@@ -176,6 +183,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(400, f"a cache lookup is JSON with slice and keys ({e})")
             return
         self._answer(200, json.dumps({"hits": hits}), "application/json")
+
+    def _share(self, body: bytes) -> None:
+        try:
+            answer = offer_from_json(EXCHANGES, json.loads(body))
+        except (ValueError, KeyError, TypeError) as e:
+            self._answer(400, f"an offer is JSON with exchange, claimant, keys ({e})")
+            return
+        self._answer(200, json.dumps(answer), "application/json")
 
     def _estimate(self, body: bytes) -> None:
         try:

@@ -32,6 +32,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from aiquery.client.sharing import ShareSettings
 from aiquery.endpoints.catalog import canonical_name
 from aiquery.endpoints.registry import Registry, Secret
 from aiquery.errors import ConfigError, InvalidArgumentError
@@ -179,6 +180,9 @@ def _render(
             if spec.settings.cache is not None:  # the cache's answers are not requests
                 bound = replace(spec.settings, coordinator_url=url, coordinator_token=token)
                 spec = replace(spec, settings=bind_cache(spark, bound, spec.endpoint))
+            if spec.settings.share is not None:  # nor are inputs another task sends
+                share = ShareSettings(f"dry-{key}-{index}")
+                spec = replace(spec, settings=replace(spec.settings, share=share))
             spark.udf.register(name, probe(spec, url, token, key, index))
             text = f"{name}({', '.join(rendered_inputs)})"
             replacements.append(

@@ -2,14 +2,17 @@
 
 Each task builds its rows' requests exactly as the call would (`Rows`), counts them with
 the engine's rules (`RequestTally`), asks the response cache which it knows (when the
-cache is on), answers NULL of the call's type, and reports its counts to the driver's
-coordinator (`POST /estimate`, by partition: a retried task replaces its failed attempt).
+cache is on) and, when de-duplicating, which inputs another task offered first (the dry
+run's exchange on the coordinator), answers NULL of the call's type, and reports its
+counts to the driver's coordinator (`POST /estimate`, by partition: a retried task
+replaces its failed attempt).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib import request as urlrequest
@@ -19,6 +22,7 @@ from pyspark import TaskContext
 
 from aiquery.client.cache import CacheClient, cache_key
 from aiquery.client.sending import RequestTally
+from aiquery.client.sharing import count_shared
 from aiquery.endpoints.registry import Secret
 from aiquery.errors import AiQueryError
 from aiquery.spark import answers
@@ -43,9 +47,11 @@ def probe(spec: CallSpec, url: str, token: Secret, key: str, index: int) -> Any:
             endpoint.max_batch_size,
             spec.settings.deduplicate,
         )
+        claimant = uuid.uuid4().hex
         for batch in batches:
             values, _ = rows.inputs(batch)
-            tally.add(values, _cached(spec, url, token, values))
+            cached = _cached(spec, url, token, values)
+            tally.add(values, cached, _shared(spec, url, token, claimant, values, cached))
             count = len(batch) if isinstance(batch, pa.Array) else len(batch[0])
             yield answers.to_arrow_array([None] * count, result_type)
         _report(url, token, key, index, tally)
@@ -64,23 +70,42 @@ def probe(spec: CallSpec, url: str, token: Secret, key: str, index: int) -> Any:
     return arrow_iter_udf(probe_n, result_type)
 
 
+def _sendable(values: list[Any]) -> list[int]:
+    return [
+        i for i, v in enumerate(values) if v not in (None, "") and not isinstance(v, AiQueryError)
+    ]
+
+
 def _cached(spec: CallSpec, url: str, token: Secret, values: list[Any]) -> set[int]:
     """The rows of a batch the response cache has answers for (none when it is off)."""
     if spec.settings.cache is None:
         return set()
-    rows = [i for i, v in enumerate(values) if v is not None and not isinstance(v, AiQueryError)]
-    keys = {i: cache_key(spec.endpoint, spec.params, values[i]) for i in rows}
 
-    async def lookup() -> dict[str, str]:
+    async def lookup() -> dict[int, Any]:
         assert spec.settings.cache is not None
-        client = CacheClient(url, token.value, spec.settings.cache)
+        client = CacheClient(url, token.value, spec.settings.cache, spec.endpoint, spec.params)
         try:
-            return await client.lookup(sorted(set(keys.values())))
+            return await client.answers(values, _sendable(values))
         finally:
             await client.close()
 
-    hits = asyncio.run(lookup())
-    return {i for i, k in keys.items() if k in hits}
+    return set(asyncio.run(lookup()))
+
+
+def _shared(
+    spec: CallSpec, url: str, token: Secret, claimant: str, values: list[Any], cached: set[int]
+) -> set[int]:
+    """The rows of a batch whose input another task offered first (when de-duplicating)."""
+    share = spec.settings.share
+    if share is None or not spec.settings.deduplicate:
+        return set()
+    keys = {i: cache_key(spec.endpoint, spec.params, values[i]) for i in _sendable(values)}
+    keys = {i: k for i, k in keys.items() if i not in cached}
+    if not keys:
+        return set()
+    offered = sorted(set(keys.values()))
+    elsewhere = asyncio.run(count_shared(url, token.value, share.exchange, claimant, offered))
+    return {i for i, k in keys.items() if k in elsewhere}
 
 
 def _report(url: str, token: Secret, key: str, index: int, tally: RequestTally) -> None:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pyspark.sql import SparkSession
 
 from aiquery.client.engine import EngineSettings
+from aiquery.client.sharing import ShareSettings
 from aiquery.endpoints.registry import EMBEDDED, Endpoint, Secret
 from aiquery.settings import is_local
 from aiquery.spark.cache import bind_cache
@@ -56,17 +57,21 @@ def bind_limits(
 ) -> EngineSettings:
     """`settings` with the coordinator that holds rate limits for the whole job, when any
     of `endpoints` has one (`requests_per_minute`, `tokens_per_minute`), and the query's
-    budget, under a key of its own; also when the response cache is on (it serves it)."""
+    budget and de-duplication exchange, each under a key of its own; also when the
+    response cache is on (it serves it)."""
     limited = any(e.requests_per_minute or e.tokens_per_minute for e in endpoints)
-    if not limited and settings.budget is None and settings.cache is None:
+    served = (settings.budget, settings.cache, settings.share)
+    if not limited and all(s is None for s in served):
         return settings
     found = coordinator(spark, usage.spool_dir if usage is not None else None)
     budget = settings.budget and replace(settings.budget, key=uuid.uuid4().hex)
+    share = settings.share and ShareSettings(uuid.uuid4().hex)
     return replace(
         settings,
         coordinator_url=found.url,
         coordinator_token=Secret(found.token),
         budget=budget,
+        share=share,
     )
 
 

@@ -76,6 +76,35 @@ def test_thirty_percent_duplicates_send_seventy_percent_of_the_requests(
     assert sum(r["rows"] for r in records if r["invocation_id"] in invocations) == 300
 
 
+def test_duplicates_in_different_partitions_are_sent_once_for_the_whole_query(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    # 800 rows in 4 partitions, each text once in every partition: 200 distinct requests.
+    # Two tasks run at once (rows wait for the other's requests), two after (they take
+    # the answers published before).
+    query = """
+        SELECT id, p, ai_query('databricks-gpt-5-mini', p) AS a FROM (
+            SELECT id, concat('Summarize: shared ', id % 200, '. rest') AS p
+            FROM range(0, 800, 1, 4))
+    """
+    estimate = aiquery.estimate(spark, query)
+    assert (estimate.requests, estimate.calls[0].deduplicated) == (200, 600)
+    assert control.requests() == []
+    rows = aiquery.sql(spark, query).collect()
+    assert len(rows) == 800
+    assert all(r.a == chat_reply([Message("user", r.p)]).text for r in rows)
+    log = control.requests("databricks-gpt-5-mini")
+    assert len(log) == 200
+    flush(spark)
+    ids = ",".join(f"'{r['request_id']}'" for r in log)
+    usage = aiquery.sql(
+        spark,
+        f"SELECT invocation_id FROM system.ai_gateway.usage WHERE request_id IN ({ids})",
+    ).collect()
+    assert len(usage) == 200
+    assert saved_rows(spark, {u.invocation_id for u in usage}) == 600
+
+
 @pytest.mark.parametrize(
     ("setting", "params", "expected"),
     [

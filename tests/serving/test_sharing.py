@@ -1,0 +1,174 @@
+"""De-duplication across tasks: engines of one call site share their answers through a
+real driver coordinator, against the real emulator."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import aiquery.spark.coordinator as coordinators
+from aiquery.client.cache import cache_key
+from aiquery.client.engine import BatchEngine, EngineSettings
+from aiquery.client.sending import RowResult
+from aiquery.client.sharing import AnswerExchange, ShareSettings
+from aiquery.client.wire import wire_for
+from aiquery.endpoints.registry import Endpoint, Secret
+from aiquery.serving.control import EmulatorControl
+from aiquery.serving.server import EmulatorServer
+from tests.serving.test_engine import FAST_RETRIES, endpoint, expected
+
+pytestmark = pytest.mark.serving
+
+NAME = "databricks-gpt-5-4"
+
+
+@pytest.fixture
+def driver() -> Iterator[coordinators.Coordinator]:
+    found = coordinators.Coordinator("127.0.0.1", 0, None)
+    yield found
+    found.stop()
+
+
+@pytest.fixture
+def exchange(monkeypatch: pytest.MonkeyPatch) -> AnswerExchange:
+    fresh = AnswerExchange(stale_s=1.0)
+    monkeypatch.setattr(coordinators, "EXCHANGES", fresh)
+    return fresh
+
+
+def settings(driver: coordinators.Coordinator, name: str) -> EngineSettings:
+    return EngineSettings(
+        concurrency=8,
+        policy=FAST_RETRIES,
+        deduplicate=True,
+        share=ShareSettings(name),
+        coordinator_url=driver.url,
+        coordinator_token=Secret(driver.token),
+    )
+
+
+def run_task(
+    ep: Endpoint, setup: EngineSettings, prompts: list[str], *, fail_fast: bool = False
+) -> tuple[list[RowResult], int]:
+    """One task's rows through its engine: (results, rows answered without a request)."""
+    saved: list[int] = []
+
+    class Recorder:
+        def started(self, attempt: Any) -> None:
+            return None
+
+        def finished(self, attempt: Any) -> None:
+            return None
+
+        def saved(self, record: Any) -> None:
+            saved.append(record.rows)
+
+        async def drain(self) -> None:
+            return None
+
+    batches = [prompts[i : i + 50] for i in range(0, len(prompts), 50)]
+    with BatchEngine(ep, wire_for(ep, {}), setup, fail_fast=fail_fast, recorder=Recorder()) as e:
+        results = [r for batch in e.map(batches) for r in batch]
+    return results, sum(saved)
+
+
+def test_tasks_running_at_once_send_each_input_once_and_every_row_is_answered(
+    emulator: EmulatorServer, control: EmulatorControl, driver, exchange
+) -> None:  # type: ignore[no-untyped-def]
+    control.set_faults(NAME, latency_ms=20)
+    distinct = [f"Summarize: item {i}. rest" for i in range(200)]
+    tasks = [random.Random(seed).sample(distinct, len(distinct)) for seed in range(4)]
+    setup = settings(driver, uuid.uuid4().hex)
+    outcome: dict[int, tuple[list[RowResult], int]] = {}
+
+    def task(i: int) -> None:
+        outcome[i] = run_task(endpoint(emulator), setup, tasks[i])
+
+    threads = [threading.Thread(target=task, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, prompts in enumerate(tasks):
+        assert [r.value for r in outcome[i][0]] == [expected(p) for p in prompts]
+    assert control.stats()[NAME]["requests"] == 200
+    assert sum(saved for _, saved in outcome.values()) == 600
+
+
+def test_a_task_after_another_finished_takes_its_published_answers(
+    emulator: EmulatorServer, control: EmulatorControl, driver, exchange
+) -> None:  # type: ignore[no-untyped-def]
+    prompts = [f"Summarize: later {i}. x" for i in range(120)]
+    setup = settings(driver, uuid.uuid4().hex)
+    run_task(endpoint(emulator), setup, prompts)
+    results, saved = run_task(endpoint(emulator), setup, prompts[::-1])
+    assert [r.value for r in results] == [expected(p) for p in prompts[::-1]]
+    assert control.stats()[NAME]["requests"] == 120 and saved == 120
+
+
+def test_another_query_shares_nothing(
+    emulator: EmulatorServer, control: EmulatorControl, driver, exchange
+) -> None:  # type: ignore[no-untyped-def]
+    prompts = [f"Summarize: query {i}. x" for i in range(30)]
+    run_task(endpoint(emulator), settings(driver, "first query"), prompts)
+    run_task(endpoint(emulator), settings(driver, "second query"), prompts)
+    assert control.stats()[NAME]["requests"] == 60
+
+
+def key_of(ep: Endpoint, prompt: str) -> str:
+    return cache_key(ep, wire_for(ep, {}).params, prompt)
+
+
+def test_rows_waiting_on_a_task_whose_request_failed_are_sent_by_their_own_task(
+    emulator: EmulatorServer, control: EmulatorControl, driver, exchange
+) -> None:  # type: ignore[no-untyped-def]
+    ep = endpoint(emulator)
+    name = uuid.uuid4().hex
+    exchange.offer(name, "other task", [key_of(ep, "Summarize: shared. x")])
+    # The other task's request fails a little later: it releases its claim.
+    release = threading.Timer(
+        0.3,
+        lambda: exchange.offer(
+            name, "other task", [], released=[key_of(ep, "Summarize: shared. x")]
+        ),
+    )
+    release.start()
+    try:
+        results, saved = run_task(ep, settings(driver, name), ["Summarize: shared. x"] * 3)
+    finally:
+        release.join()
+    assert [r.value for r in results] == ["shared."] * 3
+    assert control.stats()[NAME]["requests"] == 1 and saved == 2
+
+
+def test_rows_waiting_on_a_task_that_went_silent_are_sent_after_the_stale_time(
+    emulator: EmulatorServer, control: EmulatorControl, driver, exchange
+) -> None:  # type: ignore[no-untyped-def]
+    ep = endpoint(emulator)
+    name = uuid.uuid4().hex
+    exchange.offer(name, "lost executor", [key_of(ep, "Summarize: orphan. x")])
+    started = time.monotonic()
+    results, _ = run_task(ep, settings(driver, name), ["Summarize: orphan. x", "Summarize: b. x"])
+    assert [r.value for r in results] == ["orphan.", "b."]
+    assert time.monotonic() - started >= exchange.stale_s  # it did wait for the claim first
+    assert control.stats()[NAME]["requests"] == 2
+
+
+def test_a_task_that_fails_releases_its_claims(
+    emulator: EmulatorServer, control: EmulatorControl, driver, exchange
+) -> None:  # type: ignore[no-untyped-def]
+    ep = endpoint(emulator)
+    name = uuid.uuid4().hex
+    control.set_faults(NAME, error_rate_500=1.0)
+    prompts = [f"Summarize: doomed {i}. x" for i in range(20)]
+    with pytest.raises(Exception, match="HTTP 500"):
+        run_task(ep, settings(driver, name), prompts, fail_fast=True)
+    control.set_faults(NAME, error_rate_500=0.0)
+    offer = exchange.offer(name, "next attempt", [key_of(ep, p) for p in prompts])
+    assert len(offer.yours) == 20  # nothing left claimed by the failed task, nothing to wait on

@@ -14,10 +14,17 @@ while it holds claims, and a claim whose task was silent for `STALE_S` (an execu
 goes to the next task that asks, so a row never waits on a task that is gone; at worst
 the input is sent twice. A task that ends, failed or not, releases what it still holds.
 
-The exchange keeps answers up to `EXCHANGE_BYTES` in all (least recently used out first;
-an input whose answer was dropped is sent again), and forgets an exchange unused for
-`IDLE_S`. The dry run counts with the same store (`dry`): an input another task offered
-first is one that would not be sent.
+Text answers are published as they arrive. Vectors (embeddings: cheap requests, many per
+second, 4 KB or more each) travel to the driver only once the query shows repeats across
+its tasks: a task tells the exchange which of its claims are answered, and the exchange
+asks for those answers once an input was offered a second time (by a task waiting for it,
+or after its first answer; the exchange remembers the inputs it has seen, up to
+`SEEN_MAX`). Before that, the claims are dropped, so an embedding job without repeats
+moves no vector to the driver, and a repeat of an input embedded before the first repeat
+showed is embedded again. The exchange keeps answers up to `EXCHANGE_BYTES` in all (least recently
+used out first; an input whose answer was dropped is sent again), and forgets an exchange
+unused for `IDLE_S`. The dry run counts with the same store (`dry`): an input another task
+offered first is one that would not be sent.
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from aiquery.client.cache import cache_key, decode_answer, encode_answer
 from aiquery.endpoints.registry import Endpoint
@@ -41,6 +50,7 @@ HEARTBEAT_S = 5.0  # a task holding claims publishes at least this often
 STALE_S = 60.0  # a claim of a task silent this long goes to the next task that asks
 EXCHANGE_BYTES = 256 * 1024 * 1024  # answers the driver keeps, over every exchange
 IDLE_S = 3600.0  # an exchange unused this long is forgotten
+SEEN_MAX = 1_000_000  # inputs an exchange remembers having seen (~80 MB at most)
 PUBLISH_DELAY_S = 0.02  # answers arriving within this share one post
 HOLD_S = 1.0  # how long the coordinator holds a waiting task's poll for news
 
@@ -55,6 +65,8 @@ class ShareSettings:
 @dataclass(slots=True)
 class _Exchange:
     claims: dict[str, str] = field(default_factory=dict)  # key -> claimant
+    seen: set[int] = field(default_factory=set)  # hashes of the keys offered so far
+    repeats: bool = False  # an input was offered twice: answers are worth publishing
     used: float = 0.0
 
 
@@ -65,6 +77,7 @@ class Offer:
     found: dict[str, str]  # key -> encoded answer
     yours: list[str]
     wait: list[str]
+    want: list[str] = field(default_factory=list)  # answered claims to publish the answers of
 
 
 class AnswerExchange:
@@ -88,13 +101,15 @@ class AnswerExchange:
         keys: Sequence[str],
         *,
         answers: Mapping[str, str] | None = None,
+        answered: Iterable[str] = (),
         released: Iterable[str] = (),
         hold_s: float = 0.0,
         dry: bool = False,
         done: bool = False,
     ) -> Offer:
-        """Record `claimant`'s published `answers` and `released` claims, then sort `keys`.
-        With `hold_s`, wait that long at most for one of the keys to be answered or
+        """Record `claimant`'s published `answers`, `answered` claims (whose answers are
+        wanted once the query has repeats, else dropped) and `released` claims, then sort
+        `keys`. With `hold_s`, wait that long at most for one of the keys to be answered or
         released. `dry`: claims never go stale (a dry run's tasks publish nothing)."""
         give_up = time.monotonic() + hold_s
         with self._changed:
@@ -108,6 +123,14 @@ class AnswerExchange:
                 found.claims.pop(key, None)
                 self._keep((exchange, key), answer)
                 changed = True
+            want = []
+            for key in answered:
+                if found.claims.get(key) != claimant:
+                    continue
+                if found.repeats:
+                    want.append(key)  # the claim stands until its answer is here
+                else:
+                    del found.claims[key]
             for key in released:
                 if found.claims.get(key) == claimant:
                     del found.claims[key]
@@ -120,7 +143,7 @@ class AnswerExchange:
                 offer = self._sort(exchange, found, claimant, keys, now, dry)
                 left = give_up - time.monotonic()
                 if not offer.wait or offer.found or offer.yours or left <= 0:
-                    return offer
+                    return replace(offer, want=want)
                 self._changed.wait(left)
                 now = self._heard[claimant] = time.monotonic()
 
@@ -143,9 +166,14 @@ class AnswerExchange:
             owner = found.claims.get(key)
             gone = owner is not None and now - self._heard.get(owner, 0.0) > self.stale_s
             if owner is None or owner == claimant or (gone and not dry):
+                short = hash(key)  # 64 bits: a false repeat only publishes answers early
+                found.repeats |= owner is None and short in found.seen
+                if len(found.seen) < SEEN_MAX:
+                    found.seen.add(short)
                 found.claims[key] = claimant
                 offer.yours.append(key)
             else:
+                found.repeats = True
                 offer.wait.append(key)
         return offer
 
@@ -189,12 +217,18 @@ def offer_from_json(exchanges: AnswerExchange, asked: Mapping[str, Any]) -> dict
         str(asked["claimant"]),
         [str(k) for k in asked.get("keys", ())],
         answers={str(k): str(v) for k, v in dict(asked.get("answers") or {}).items()},
+        answered=[str(k) for k in asked.get("answered", ())],
         released=[str(k) for k in asked.get("released", ())],
         hold_s=min(float(asked.get("hold_s", 0.0)), 10.0),
         dry=bool(asked.get("dry", False)),
         done=bool(asked.get("done", False)),
     )
-    return {"found": offer.found, "yours": offer.yours, "wait": offer.wait}
+    return {
+        "found": offer.found,
+        "yours": offer.yours,
+        "wait": offer.wait,
+        "want": offer.want,
+    }
 
 
 class ShareUnavailableError(AiQueryError):
@@ -233,6 +267,7 @@ class SharedInputs:
         self._claimed: dict[Hashable, str] = {}  # dedup key -> exchange key, sent by this task
         self._parked: dict[str, tuple[Hashable, Any]] = {}  # waited for: -> (dedup key, input)
         self._answers: dict[str, str] = {}  # to publish
+        self._answered: dict[str, Any] = {}  # answers to tell of (published if wanted)
         self._released: list[str] = []
         self._news = asyncio.Event()  # something to publish
         self._waiting = asyncio.Event()  # something parked
@@ -258,7 +293,9 @@ class SharedInputs:
         claimed = self._claimed.pop(key, None)
         if claimed is None:
             return
-        if ok:
+        if ok and isinstance(value, np.ndarray):
+            self._answered[claimed] = value  # published if the exchange wants it
+        elif ok:
             self._answers[claimed] = encode_answer(value)
         else:
             self._released.append(claimed)
@@ -283,7 +320,7 @@ class SharedInputs:
             except TimeoutError:
                 pass  # a heartbeat, if claims are held
             self._news.clear()
-            if self._answers or self._released or self._claimed:
+            if self._answers or self._answered or self._released or self._claimed:
                 await self._publish()
 
     async def _poller(
@@ -306,18 +343,33 @@ class SharedInputs:
                     yours(*parked)
 
     async def _publish(self, *, done: bool = False) -> None:
-        answers, released = self._answers, self._released
-        self._answers, self._released = {}, []
-        await self._post(self._publishing, [], answers=answers, released=released, done=done)
+        answers, answered, released = self._answers, self._answered, self._released
+        self._answers, self._answered, self._released = {}, {}, []
+        offer = await self._post(
+            self._publishing,
+            [],
+            answers=answers,
+            answered=list(answered),
+            released=released,
+            done=done,
+        )
+        for key in offer.want:
+            self._answers[key] = encode_answer(answered[key])
+        if offer.want:
+            self._news.set()
 
     async def _post(self, route: CoordinatorRoute, keys: list[str], **more: Any) -> Offer:
         body = {"exchange": self.settings.exchange, "claimant": self.claimant, "keys": keys}
         reply = await route.post({**body, **more})
-        return Offer(dict(reply["found"]), list(reply["yours"]), list(reply["wait"]))
+        found, yours, wait = dict(reply["found"]), list(reply["yours"]), list(reply["wait"])
+        return Offer(found, yours, wait, list(reply.get("want", ())))
 
     async def close(self) -> None:
         """Publish what is answered and release the rest, as the task ends (failed or not)."""
         try:
+            await self._publish()
+            if self._answers:  # wanted
+                await self._publish()
             self._released.extend(self._claimed.values())
             self._claimed.clear()
             await self._publish(done=True)

@@ -84,21 +84,25 @@ def test_tasks_running_at_once_send_each_input_once_and_every_row_is_answered(
     control.set_faults(NAME, latency_ms=20)
     distinct = [f"Summarize: item {i}. rest" for i in range(200)]
     tasks = [random.Random(seed).sample(distinct, len(distinct)) for seed in range(4)]
-    setup = settings(driver, uuid.uuid4().hex)
+    outcome = run_at_once(endpoint(emulator), settings(driver, uuid.uuid4().hex), tasks)
+    for i, prompts in enumerate(tasks):
+        assert [r.value for r in outcome[i][0]] == [expected(p) for p in prompts]
+    assert control.stats()[NAME]["requests"] == 200
+    assert sum(saved for _, saved in outcome) == 600
+
+
+def run_at_once(ep: Endpoint, setup: EngineSettings, tasks: list[list[str]]) -> list[Any]:
     outcome: dict[int, tuple[list[RowResult], int]] = {}
 
     def task(i: int) -> None:
-        outcome[i] = run_task(endpoint(emulator), setup, tasks[i])
+        outcome[i] = run_task(ep, setup, tasks[i])
 
-    threads = [threading.Thread(target=task, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=task, args=(i,)) for i in range(len(tasks))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for i, prompts in enumerate(tasks):
-        assert [r.value for r in outcome[i][0]] == [expected(p) for p in prompts]
-    assert control.stats()[NAME]["requests"] == 200
-    assert sum(saved for _, saved in outcome.values()) == 600
+    return [outcome[i] for i in range(len(tasks))]
 
 
 def test_a_task_after_another_finished_takes_its_published_answers(
@@ -107,9 +111,26 @@ def test_a_task_after_another_finished_takes_its_published_answers(
     prompts = [f"Summarize: later {i}. x" for i in range(120)]
     setup = settings(driver, uuid.uuid4().hex)
     run_task(endpoint(emulator), setup, prompts)
-    results, saved = run_task(endpoint(emulator), setup, prompts[::-1])
-    assert [r.value for r in results] == [expected(p) for p in prompts[::-1]]
-    assert control.stats()[NAME]["requests"] == 120 and saved == 120
+    results, saved = run_task(endpoint(emulator), setup, prompts[::2])
+    assert [r.value for r in results] == [expected(p) for p in prompts[::2]]
+    assert control.stats()[NAME]["requests"] == 120 and saved == 60
+
+
+def test_vectors_move_to_the_driver_only_once_the_query_shows_repeats(
+    emulator: EmulatorServer, control: EmulatorControl, driver, exchange
+) -> None:  # type: ignore[no-untyped-def]
+    ep = endpoint(emulator, "databricks-gte-large-en", task="llm/v1/embeddings")
+    setup = settings(driver, uuid.uuid4().hex)
+    texts = [f"text {i}" for i in range(400)]
+    run_at_once(ep, setup, [texts[:200], texts[200:]])
+    items = lambda: control.stats()["databricks-gte-large-en"]["items"]  # noqa: E731
+    assert items() == 400 and exchange.bytes == 0  # no repeats: no vector left its task
+    # The first repeats: embedded again (their vectors were dropped), and now published.
+    first, _ = run_task(ep, setup, texts[:100])
+    assert items() == 500 and exchange.bytes > 100 * 4 * 1024
+    again, saved = run_task(ep, setup, texts[:100])
+    assert items() == 500 and saved == 100
+    assert [r.value.tolist() for r in again] == [r.value.tolist() for r in first]
 
 
 def test_another_query_shares_nothing(

@@ -19,6 +19,26 @@ def test_the_first_task_to_offer_an_input_sends_it_and_the_others_wait_for_its_a
     assert exchange.offer("q", "a", ["k1"]).yours == ["k1"]  # its own claim, offered again
 
 
+def test_answers_are_wanted_only_once_the_query_shows_repeats() -> None:
+    exchange = AnswerExchange()
+    exchange.offer("q", "a", ["k1", "k2"])
+    # No input was offered twice yet: an answered claim is dropped, its answer not wanted.
+    assert exchange.offer("q", "a", [], answered=["k1"]).want == []
+    assert exchange.offer("q", "b", ["k1"]).yours == ["k1"]  # the first repeat: sent again
+    # From now on answers are wanted, and the claim stands until the answer is there.
+    assert exchange.offer("q", "a", [], answered=["k2"]).want == ["k2"]
+    assert exchange.offer("q", "c", ["k2"]).wait == ["k2"]
+    exchange.offer("q", "a", [], answers={"k2": "x"})
+    assert exchange.offer("q", "c", ["k2"]).found == {"k2": "x"}
+
+
+def test_a_task_waiting_for_an_input_makes_its_answer_wanted() -> None:
+    exchange = AnswerExchange()
+    exchange.offer("q", "a", ["k"])
+    assert exchange.offer("q", "b", ["k"]).wait == ["k"]
+    assert exchange.offer("q", "a", [], answered=["k"]).want == ["k"]
+
+
 def test_exchanges_are_separate() -> None:
     exchange = AnswerExchange()
     exchange.offer("q1", "a", ["k"], answers={})
@@ -94,7 +114,8 @@ def test_answers_are_kept_within_the_byte_bound_oldest_out_first() -> None:
 def test_the_json_route_reads_and_answers_the_offer() -> None:
     exchange = AnswerExchange()
     asked = {"exchange": "q", "claimant": "a", "keys": ["k"]}
-    assert offer_from_json(exchange, asked) == {"found": {}, "yours": ["k"], "wait": []}
+    nothing: dict[str, object] = {"found": {}, "yours": [], "wait": [], "want": []}
+    assert offer_from_json(exchange, asked) == {**nothing, "yours": ["k"]}
     answer = offer_from_json(exchange, {**asked, "keys": [], "answers": {"k": "x"}})
-    assert answer == {"found": {}, "yours": [], "wait": []}
+    assert answer == nothing
     assert offer_from_json(exchange, {**asked, "claimant": "b"})["found"] == {"k": "x"}

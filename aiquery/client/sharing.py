@@ -51,7 +51,7 @@ STALE_S = 60.0  # a claim of a task silent this long goes to the next task that 
 EXCHANGE_BYTES = 256 * 1024 * 1024  # answers the driver keeps, over every exchange
 IDLE_S = 3600.0  # an exchange unused this long is forgotten
 SEEN_MAX = 1_000_000  # inputs an exchange remembers having seen (~80 MB at most)
-PUBLISH_DELAY_S = 0.02  # answers arriving within this share one post
+PUBLISH_DELAY_S = 0.1  # answers arriving within this share one post
 HOLD_S = 1.0  # how long the coordinator holds a waiting task's poll for news
 
 

@@ -105,6 +105,20 @@ def test_duplicates_in_different_partitions_are_sent_once_for_the_whole_query(
     assert saved_rows(spark, {u.invocation_id for u in usage}) == 600
 
 
+def test_a_query_that_reads_its_input_twice_sends_each_request_once(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    # A range sort evaluates its input twice (a sample, then the sort): the second pass
+    # takes the first one's answers from the exchange.
+    rows = aiquery.sql(
+        spark,
+        """SELECT id, ai_query('databricks-gpt-5-mini', concat('Summarize: sorted ', id, '. x')) AS a
+           FROM range(0, 300, 1, 3) ORDER BY a""",
+    ).collect()
+    assert [r.a for r in rows] == sorted(f"sorted {i}." for i in range(300))
+    assert len(control.requests("databricks-gpt-5-mini")) == 300
+
+
 @pytest.mark.parametrize(
     ("setting", "params", "expected"),
     [

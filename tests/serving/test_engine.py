@@ -251,27 +251,32 @@ def test_a_bug_in_a_request_fails_the_task_instead_of_hanging_it(
 # --- de-duplication --------------------------------------------------------------------------
 
 
+class SavedSpy:
+    """A recorder that keeps only the lines of rows answered without a request."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def started(self, attempt: Any) -> None:
+        return None
+
+    def finished(self, attempt: Any) -> None:
+        return None
+
+    def saved(self, record: Any) -> None:
+        self.records.append(record)
+
+    async def drain(self) -> None:
+        return None
+
+
 def run_dedup(
     ep: Endpoint, batches: list[list[Any]], *, concurrency: int = 16
 ) -> tuple[list[list[RowResult]], BatchEngine, list[Any]]:
-    saved: list[Any] = []
-
-    class Spy:
-        def started(self, attempt: Any) -> None:
-            return None
-
-        def finished(self, attempt: Any) -> None:
-            return None
-
-        def saved(self, record: Any) -> None:
-            saved.append(record)
-
-        async def drain(self) -> None:
-            return None
-
+    spy = SavedSpy()
     settings = EngineSettings(concurrency=concurrency, policy=FAST_RETRIES, deduplicate=True)
-    with BatchEngine(ep, wire_for(ep, {}), settings, fail_fast=False, recorder=Spy()) as engine:
-        return list(engine.map(batches)), engine, saved
+    with BatchEngine(ep, wire_for(ep, {}), settings, fail_fast=False, recorder=spy) as engine:
+        return list(engine.map(batches)), engine, spy.records
 
 
 def test_identical_inputs_in_a_task_are_sent_once_and_every_row_answered(

@@ -21,7 +21,7 @@ from aiquery.client.wire import wire_for
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.serving.control import EmulatorControl
 from aiquery.serving.server import EmulatorServer
-from tests.serving.test_engine import FAST_RETRIES, endpoint, expected
+from tests.serving.test_engine import FAST_RETRIES, SavedSpy, endpoint, expected
 
 pytestmark = pytest.mark.serving
 
@@ -57,25 +57,11 @@ def run_task(
     ep: Endpoint, setup: EngineSettings, prompts: list[str], *, fail_fast: bool = False
 ) -> tuple[list[RowResult], int]:
     """One task's rows through its engine: (results, rows answered without a request)."""
-    saved: list[int] = []
-
-    class Recorder:
-        def started(self, attempt: Any) -> None:
-            return None
-
-        def finished(self, attempt: Any) -> None:
-            return None
-
-        def saved(self, record: Any) -> None:
-            saved.append(record.rows)
-
-        async def drain(self) -> None:
-            return None
-
+    spy = SavedSpy()
     batches = [prompts[i : i + 50] for i in range(0, len(prompts), 50)]
-    with BatchEngine(ep, wire_for(ep, {}), setup, fail_fast=fail_fast, recorder=Recorder()) as e:
+    with BatchEngine(ep, wire_for(ep, {}), setup, fail_fast=fail_fast, recorder=spy) as e:
         results = [r for batch in e.map(batches) for r in batch]
-    return results, sum(saved)
+    return results, sum(r.rows for r in spy.records)
 
 
 def test_tasks_running_at_once_send_each_input_once_and_every_row_is_answered(

@@ -95,12 +95,7 @@ def test_duplicates_in_different_partitions_are_sent_once_for_the_whole_query(
     assert all(r.a == chat_reply([Message("user", r.p)]).text for r in rows)
     log = control.requests("databricks-gpt-5-mini")
     assert len(log) == 200
-    flush(spark)
-    ids = ",".join(f"'{r['request_id']}'" for r in log)
-    usage = aiquery.sql(
-        spark,
-        f"SELECT invocation_id FROM system.ai_gateway.usage WHERE request_id IN ({ids})",
-    ).collect()
+    usage = usage_of(spark, log)
     assert len(usage) == 200
     assert saved_rows(spark, {u.invocation_id for u in usage}) == 600
 
@@ -185,7 +180,7 @@ def usage_of(spark, log: list[dict]) -> list:  # type: ignore[no-untyped-def]
     ids = ",".join(f"'{r['request_id']}'" for r in log) or "''"
     return aiquery.sql(
         spark,
-        f"SELECT input_tokens, output_tokens FROM system.ai_gateway.usage WHERE request_id IN ({ids})",
+        f"SELECT invocation_id, input_tokens, output_tokens FROM system.ai_gateway.usage WHERE request_id IN ({ids})",
     ).collect()
 
 

@@ -196,7 +196,8 @@ class BatchEngine:
 
         async def shutdown() -> None:
             await asyncio.gather(*self._workers, return_exceptions=True)
-            self._report_duplicates()  # before the recorder's last lines are published
+            self._report_duplicates()  # before the recorder's last lines are published:
+            await asyncio.sleep(0)  # the line is written on the loop's next turn
             if self.client is not None:
                 await self.client.transport.close()
                 await self.client.recorder.drain()
@@ -288,7 +289,7 @@ class BatchEngine:
         for i, value in hits.items():
             batch.results[i] = RowResult(value)
         self.rows_cached += len(hits)
-        self.recorder.saved(Saved(uuid.uuid4().hex, time.time(), len(hits), CACHE))
+        self._saved(len(hits), CACHE)
         return [i for i in rows if i not in hits]
 
     def _share_out(
@@ -375,9 +376,15 @@ class BatchEngine:
         """Record the rows answered by another row's request since the last report (once
         per batch, and as the task ends: one line, not one per answer)."""
         count = self._dedup.rows - self._duplicates_reported
-        if count and self.recorder is not None:
-            self.recorder.saved(Saved(uuid.uuid4().hex, time.time(), count, DUPLICATE))
+        if count:
+            self._saved(count, DUPLICATE)
         self._duplicates_reported = self._dedup.rows
+
+    def _saved(self, rows: int, source: str) -> None:
+        """Rows answered without a request, written on the engine's loop (a relay needs it)."""
+        if self.recorder is not None:
+            line = Saved(uuid.uuid4().hex, time.time(), rows, source)
+            self._loop.call_soon(self.recorder.saved, line)
 
     @property
     def rows_deduplicated(self) -> int:

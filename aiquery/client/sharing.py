@@ -49,8 +49,8 @@ SHARE_PATH = "/share"
 HEARTBEAT_S = 5.0  # a task holding claims publishes at least this often
 STALE_S = 60.0  # a claim of a task silent this long goes to the next task that asks
 EXCHANGE_BYTES = 256 * 1024 * 1024  # answers the driver keeps, over every exchange
-IDLE_S = 3600.0  # an exchange unused this long is forgotten
-SEEN_MAX = 1_000_000  # inputs an exchange remembers having seen (~80 MB at most)
+IDLE_S = 600.0  # an exchange unused this long is forgotten (its query is over)
+SEEN_MAX = 1_000_000  # inputs an exchange remembers, until the first repeat (~60 MB at most)
 PUBLISH_DELAY_S = 0.1  # answers arriving within this share one post
 HOLD_S = 1.0  # how long the coordinator holds a waiting task's poll for news
 
@@ -65,7 +65,7 @@ class ShareSettings:
 @dataclass(slots=True)
 class _Exchange:
     claims: dict[str, str] = field(default_factory=dict)  # key -> claimant
-    seen: set[int] = field(default_factory=set)  # hashes of the keys offered so far
+    seen: set[int] = field(default_factory=set)  # hashes of the keys offered, until a repeat
     repeats: bool = False  # an input was offered twice: answers are worth publishing
     used: float = 0.0
 
@@ -93,6 +93,7 @@ class AnswerExchange:
         self._bytes = 0
         self._heard: dict[str, float] = {}  # claimant -> when it last asked or published
         self._swept = time.monotonic()
+        self.handed_out = 0  # answers given to a task other than the one that sent them
 
     def offer(
         self,
@@ -162,19 +163,23 @@ class AnswerExchange:
             if answer is not None:
                 self._answers.move_to_end((exchange, key))
                 offer.found[key] = answer
+                self.handed_out += 1
                 continue
             owner = found.claims.get(key)
             gone = owner is not None and now - self._heard.get(owner, 0.0) > self.stale_s
             if owner is None or owner == claimant or (gone and not dry):
-                short = hash(key)  # 64 bits: a false repeat only publishes answers early
-                found.repeats |= owner is None and short in found.seen
-                if len(found.seen) < SEEN_MAX:
-                    found.seen.add(short)
+                if not found.repeats:
+                    short = hash(key)  # 64 bits: a false repeat only publishes answers early
+                    found.repeats = owner is None and short in found.seen
+                    if len(found.seen) < SEEN_MAX:
+                        found.seen.add(short)
                 found.claims[key] = claimant
                 offer.yours.append(key)
             else:
                 found.repeats = True
                 offer.wait.append(key)
+        if found.repeats:
+            found.seen.clear()  # what it was for is known
         return offer
 
     def _keep(self, where: tuple[str, str], answer: str) -> None:

@@ -10,6 +10,7 @@ import json
 import sys
 
 import aiquery
+from aiquery.spark.coordinator import EXCHANGES
 from aiquery.spark.session import spark_session
 from aiquery.usage.driver.settings import usage_settings
 
@@ -30,6 +31,8 @@ if __name__ == "__main__":
     ).write.format("delta").mode("overwrite").save(out)
     written = spark.read.format("delta").load(out)
     report = {
+        # Answers this driver's exchange gave a task that did not send their requests.
+        "shared": EXCHANGES.handed_out,
         "rows": written.count(),
         "ids": written.select("id").distinct().count(),
         "answered": written.where("a.result IS NOT NULL").count(),

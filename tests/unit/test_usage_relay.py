@@ -167,3 +167,37 @@ def test_with_the_driver_unreachable_nothing_is_sent_and_the_task_fails() -> Non
     ):
         list(engine.map([["a", "b", "c"]]))
     assert sent == []
+
+
+def test_rows_answered_without_a_request_reach_the_driver_too(
+    coordinator: Coordinator, tmp_path: Path
+) -> None:
+    # A repeat of an input answered in an earlier batch is counted as the batch is sorted,
+    # outside the engine's loop; the relay sends its line from the loop all the same.
+    def handler(request: Request) -> Response:
+        body = (
+            b'{"id": "c", "object": "chat.completion", "model": "m", "choices": [{"index": 0, '
+            b'"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}], '
+            b'"usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}'
+        )
+        return Response(200, {"Content-Type": "application/json"}, body)
+
+    endpoint = Endpoint("ep", "databricks", "http://127.0.0.1:9", "llm/v1/chat", "ep")
+    writer = RelayWriter(coordinator.url, coordinator.token, CALL)
+    settings = EngineSettings(concurrency=2, deduplicate=True)
+    with BatchEngine(
+        endpoint,
+        wire_for(endpoint, {}),
+        settings,
+        fail_fast=False,
+        recorder=writer,
+        transport=lambda _: MockTransport(handler),
+    ) as engine:
+        (first,) = engine.map([["a", "b"]])
+        # The first batch's lines delivered: the relay's sender is idle, as between batches.
+        engine._loop.run_until_complete(asyncio.sleep(0.5))
+        (second,) = engine.map([["a", "b", "c"]])  # a and b: from the memo, no request
+    assert [r.value for r in first + second] == ["ok"] * 5
+    coordinator.collector.close()
+    saved = [row for path in spool_files(tmp_path / "spool") for row in read_rows(path)[0].saved]
+    assert len(_rows(tmp_path / "spool")) == 3 and sum(s["rows"] for s in saved) == 2

@@ -9,7 +9,7 @@ It serves
 - `POST /estimate`: a dry run's counts from each task (`aiquery.spark.estimate`);
 - `POST /cache`: lookups in the response cache's slice of a call site (`aiquery.spark.cache`);
 - `POST /share`: the inputs tasks offer to the query's other tasks, and their answers
-  (`aiquery.client.sharing`, de-duplication across tasks) in the process's `EXCHANGES`.
+  (`aiquery.client.exchange`, de-duplication across tasks) in the process's `EXCHANGES`.
 
 It listens where executors can reach the driver: `aiquery.coordinator.host` (default:
 Spark's `spark.driver.host` on a classic driver; on a Spark Connect client, the local
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiquery.client.budget import BUDGET_PATH, BudgetBank
 from aiquery.client.cache import CACHE_PATH
+from aiquery.client.exchange import SHARE_PATH, AnswerExchange, offer_from_json
 from aiquery.client.shared_rate import PERMITS_PATH, PermitBank
-from aiquery.client.sharing import SHARE_PATH, AnswerExchange, offer_from_json
 from aiquery.errors import ConfigError
 from aiquery.settings import is_classic, is_local, setting
 from aiquery.usage.driver.collector import BadBatchError, Collector

@@ -3,6 +3,7 @@ real driver coordinator, against the real emulator."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -13,10 +14,12 @@ from typing import Any
 import pytest
 
 import aiquery.spark.coordinator as coordinators
+from aiquery.client import sharing
 from aiquery.client.cache import cache_key
 from aiquery.client.engine import BatchEngine, EngineSettings
+from aiquery.client.exchange import AnswerExchange
 from aiquery.client.sending import RowResult
-from aiquery.client.sharing import AnswerExchange, ShareSettings
+from aiquery.client.sharing import ShareSettings
 from aiquery.client.wire import wire_for
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.serving.control import EmulatorControl
@@ -179,3 +182,27 @@ def test_a_task_that_fails_releases_its_claims(
     control.set_faults(NAME, error_rate_500=0.0)
     offer = exchange.offer(name, "next attempt", [key_of(ep, p) for p in prompts])
     assert len(offer.yours) == 20  # nothing left claimed by the failed task, nothing to wait on
+
+
+def test_a_task_away_from_its_loop_keeps_its_claims_by_its_heartbeat(
+    emulator: EmulatorServer, driver, exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(sharing, "HEARTBEAT_S", 0.2)
+    ep = endpoint(emulator)
+    name = uuid.uuid4().hex
+    shared = sharing.SharedInputs(driver.url, driver.token, ShareSettings(name), ep, {})
+    loop = asyncio.new_event_loop()
+    try:
+        _, wait = loop.run_until_complete(shared.offer([("k", "Summarize: held. x")]))
+        assert not wait  # the claim is this task's
+        pump = loop.create_task(shared.run(lambda *_: None, lambda *_: None))
+        loop.run_until_complete(asyncio.sleep(0.05))
+        time.sleep(3 * exchange.stale_s)  # as when Spark holds the task: the loop stands still
+        key = cache_key(ep, wire_for(ep, {}).params, "Summarize: held. x")
+        assert exchange.offer(name, "another task", [key]).wait == [key]
+        pump.cancel()
+        loop.run_until_complete(asyncio.gather(pump, return_exceptions=True))
+        loop.run_until_complete(shared.close())
+    finally:
+        loop.close()
+    assert exchange.offer(name, "another task", [key]).yours == [key]  # released at the end

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from aiquery.client.sharing import AnswerExchange, offer_from_json
+from aiquery.client.exchange import AnswerExchange, offer_from_json
 
 
 def test_the_first_task_to_offer_an_input_sends_it_and_the_others_wait_for_its_answer() -> None:

@@ -3,7 +3,7 @@
 `local[2,4]` retries a failed task up to four times, as a cluster would. Two scenarios:
 - `kill`: a Python worker is SIGKILLed once 300 requests have been served;
 - `raise`: a Python UDF downstream of `ai_query` raises on each task's first attempt,
-  after the task's requests were sent.
+  after the task's requests were sent (the retry takes their answers from the exchange).
 Prints one JSON line per scenario comparing the results, the usage table and the
 emulator's request log.
 """
@@ -79,10 +79,19 @@ def scenario(spark: Any, control: EmulatorControl, name: str, endpoint: str) -> 
         f"WHERE endpoint_name = '{endpoint}'",
     ).collect()
     server_status = {r["request_id"]: r["status"] for r in log}
+    # Rows answered without a request, by the attempt that took them (a retry takes the
+    # answers its failed attempt published to the driver's exchange).
+    saved = spark.sql(
+        f"SELECT spark_task, rows FROM ai_gateway.usage_saved WHERE endpoint_name = '{endpoint}'"
+    ).collect()
+    saved_by_attempt: Counter[str] = Counter()
+    for s in saved:
+        saved_by_attempt[s.spark_task.rsplit(".", 1)[1]] += s.rows
     return {
         "scenario": name,
         **killed,
         "task_attempts": sorted({u.spark_task.rsplit(".", 1)[1] for u in usage}),
+        "saved_by_attempt": dict(saved_by_attempt),
         "expected_rows": ROWS,
         "result_ids": len({r.id for r in result}),
         "result_rows": len(result),

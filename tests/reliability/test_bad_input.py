@@ -184,14 +184,16 @@ def test_a_prompt_over_the_payload_limit_is_that_rows_error(
     spark, workspace, control: EmulatorControl
 ) -> None:  # type: ignore[no-untyped-def]
     spark.range(3).selectExpr(
-        "id", "CASE WHEN id = 1 THEN repeat('word ', 900000) ELSE 'Fine. Rest.' END AS p"
+        "id",
+        "CASE WHEN id = 1 THEN repeat('word ', 900000) ELSE concat('Fine ', id, '. Rest.') END AS p",
     ).createOrReplaceTempView("sizes")
     rows = aiquery.sql(
         spark,
         "SELECT id, ai_query('databricks-gpt-5-4', p, failOnError => false) AS r FROM sizes",
     ).collect()
     by_id = {r.id: r.r for r in rows}
-    assert by_id[0].result == by_id[2].result == "Fine." and by_id[0].errorMessage is None
+    assert (by_id[0].result, by_id[2].result) == ("Fine 0.", "Fine 2.")
+    assert by_id[0].errorMessage is None
     assert by_id[1].result is None
     assert "exceeds the 4 MB limit" in by_id[1].errorMessage
     assert "shorten the input" in by_id[1].errorMessage

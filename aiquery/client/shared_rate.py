@@ -11,7 +11,9 @@ A lease is a few tens of milliseconds of the whole rate, so a task never holds m
 others could use, and the bank sees a few calls per second per task, not one per request.
 Permits granted are never more than the rate over time plus one second of burst: what
 the endpoint's own bucket admits. Usage known only afterwards (output tokens) is charged
-to the bank with the task's next lease, as debt.
+to the bank with the task's next lease, as debt. A task that ends settles with the bank:
+its unpaid debt is charged and the permits it still holds go back, so neither a task's
+last answers nor its unused lease is lost to the job.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from aiquery.usage.relay import CoordinatorRoute
 
 PERMITS_PATH = "/permits"
 LEASE_S = 0.05  # a lease is this much of the whole rate (at least one unit)
+SETTLE_S = 5.0  # how long a closing task tries to settle with the bank
 
 
 class PermitBank:
@@ -36,10 +39,15 @@ class PermitBank:
         self._lock = threading.Lock()
         self._buckets: dict[str, list[float]] = {}  # key -> [rate/s, capacity, level, stamp]
 
-    def grant(self, key: str, per_minute: float, want: float, debt: float = 0.0) -> float:
-        """Take `want` units now and return 0, or take nothing and return seconds to wait."""
-        if per_minute <= 0 or want < 0 or debt < 0:
-            raise ValueError("per_minute must be > 0, want and debt >= 0")
+    def grant(
+        self, key: str, per_minute: float, want: float, debt: float = 0.0, returned: float = 0.0
+    ) -> float:
+        """Take `want` units now and return 0, or take nothing and return seconds to wait.
+
+        `debt` (usage charged after the fact) is taken first; `returned` (units leased but
+        not used) goes back, never above the bucket's capacity."""
+        if per_minute <= 0 or want < 0 or debt < 0 or returned < 0:
+            raise ValueError("per_minute must be > 0, want, debt and returned >= 0")
         now = self._clock()
         with self._lock:
             bucket = self._buckets.get(key)
@@ -47,7 +55,7 @@ class PermitBank:
             if bucket is None or bucket[0] != rate:  # new, or its limit was changed
                 bucket = self._buckets[key] = [rate, max(1.0, rate), max(1.0, rate), now]
             _, capacity, level, stamp = bucket
-            level = min(capacity, level + (now - stamp) * rate) - debt
+            level = min(capacity, level + (now - stamp) * rate + returned) - debt
             needed = min(want, capacity)  # more than a burst waits for a full bucket
             if level >= needed:
                 level -= want
@@ -111,10 +119,25 @@ class SharedBudget:
         self._debt += amount - paid
 
     async def close(self) -> None:
-        await self._route.close()
+        """Settle with the bank: charge the unpaid debt, give back the unused permits."""
+        try:
+            if self.leases and (self._held > 0 or self._debt > 0):
+                returned, self._held = self._held, 0.0
+                self._route.deadline_s = SETTLE_S  # a task's end is not held up for long
+                await self._ask(0.0, returned)
+        except PermitsUnavailableError:
+            pass  # the driver is gone: its bank with it, there is nothing left to settle
+        finally:
+            await self._route.close()
 
-    async def _ask(self, want: float) -> float:
-        body = {"key": self.key, "per_minute": self.per_minute, "want": want, "debt": self._debt}
+    async def _ask(self, want: float, returned: float = 0.0) -> float:
+        body = {
+            "key": self.key,
+            "per_minute": self.per_minute,
+            "want": want,
+            "debt": self._debt,
+            "returned": returned,
+        }
         answer = await self._route.post(body)
         self._debt = 0.0
         return float(answer["wait_s"])

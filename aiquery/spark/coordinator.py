@@ -152,6 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
                 float(asked["per_minute"]),
                 float(asked["want"]),
                 float(asked.get("debt", 0.0)),
+                float(asked.get("returned", 0.0)),
             )
         except (ValueError, KeyError, TypeError) as e:
             self._answer(400, f"a permit request is JSON with key, per_minute, want ({e})")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from aiquery.client.shared_rate import PermitBank, PermitsUnavailableError, SharedBudget
+from aiquery.spark import coordinator as coordinator_module
 from aiquery.spark.coordinator import Coordinator
 
 
@@ -87,3 +88,39 @@ def test_an_unreachable_bank_fails_the_task_with_the_way_out() -> None:
 
     with pytest.raises(PermitsUnavailableError, match=r"aiquery\.coordinator\.host"):
         asyncio.run(take())
+
+
+def test_returned_permits_go_back_to_the_bucket_up_to_its_capacity() -> None:
+    clock = Clock()
+    bank = PermitBank(clock)
+    assert bank.grant("k", 600, 10) == 0.0  # the whole burst (10 at 10/s)
+    assert bank.grant("k", 600, 4) == pytest.approx(0.4)
+    assert bank.grant("k", 600, 0, returned=4) == 0.0  # 4 of them unused
+    assert bank.grant("k", 600, 4) == 0.0
+    assert bank.grant("k", 600, 0, returned=50) == 0.0  # never above the burst
+    assert bank.grant("k", 600, 10) == 0.0
+    assert bank.grant("k", 600, 1) == pytest.approx(0.1)
+
+
+def test_a_closing_task_returns_its_lease_and_pays_its_last_debt(
+    coordinator: Coordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens per minute, on a bank whose clock stands still: each task leases 50 units
+    (50 ms of 1,000/s), is charged for what its answers took, and ends. The bank is left
+    as if each had taken exactly what it used, however the answers fell."""
+    bank = PermitBank(Clock())
+    monkeypatch.setattr(coordinator_module, "BANK", bank)
+    key = "settle-test|tokens"
+
+    async def task(used: float) -> None:
+        budget = SharedBudget(coordinator.url, coordinator.token, key, 60_000)
+        try:
+            await budget.take(1)  # one lease of 50
+            budget.charge(used - 1)
+        finally:
+            await budget.close()
+
+    asyncio.run(task(21))  # 29 of its 50 unused: returned
+    asyncio.run(task(61))  # 11 more than its lease: owed
+    assert bank.grant(key, 60_000, 1_000 - 21 - 61) == 0.0
+    assert bank.grant(key, 60_000, 0.01) > 0.0

@@ -10,7 +10,11 @@ run exactly what a PySpark application runs.
 
 Each call carries its SQL session's `aiquery.*` settings (a Thrift client may `SET
 aiquery.requestTags=...`): calls are analysed in a session of this companion with those
-settings, one per distinct set, so usage is committed per usage table as configured.
+settings, one per distinct set, so usage is committed per usage table as configured. A
+server lives for months and its clients may tag every query differently, so only the
+`MAX_SESSIONS` most recently used sets keep a session; an older one is let go after its
+usage committer's last flush (spooled lines of its queries still running are committed by
+the next flush of any session on the same usage table, or at exit).
 
 The process ends when its stdin closes: the JVM closes it at exit, before the shell or
 server stops its SparkContext, and the companion then does what a Python driver does at
@@ -24,33 +28,44 @@ import logging
 import os
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 
 from pyspark.sql import SparkSession
 
 from aiquery.spark.extension import DriverAnalyzer
+from aiquery.usage.driver.committer import retire
 
 _SETTINGS_PREFIXES = ("aiquery.", "spark.aiquery.")
+MAX_SESSIONS = 32
 
 
 class Sessions:
     """The companion's sessions, one per distinct set of `aiquery.*` settings a calling
     session had, so calls are analysed and bound with their own session's settings."""
 
-    def __init__(self, spark: SparkSession) -> None:
+    def __init__(self, spark: SparkSession, limit: int = MAX_SESSIONS) -> None:
         self.spark = spark
-        self._sessions: dict[tuple[tuple[str, str], ...], SparkSession] = {}
+        self.limit = limit
+        self._sessions: OrderedDict[tuple[tuple[str, str], ...], SparkSession] = OrderedDict()
         self._lock = threading.Lock()
 
     def __call__(self, conf: Mapping[str, str]) -> SparkSession:
         key = tuple(sorted((k, v) for k, v in conf.items() if k.startswith(_SETTINGS_PREFIXES)))
         with self._lock:
             found = self._sessions.get(key)
-            if found is None:
-                found = self.spark.newSession()
-                for name, value in key:
-                    found.conf.set(name, value)
-                self._sessions[key] = found
+            if found is not None:
+                self._sessions.move_to_end(key)
+                return found
+            found = self._sessions[key] = self.spark.newSession()
+            for name, value in key:
+                found.conf.set(name, value)
+            while len(self._sessions) > self.limit:
+                _, oldest = self._sessions.popitem(last=False)
+                # Its committer's last flush runs a MERGE: not on the analysing thread.
+                threading.Thread(
+                    target=retire, args=(oldest,), name="aiquery-retire", daemon=True
+                ).start()
             return found
 
 

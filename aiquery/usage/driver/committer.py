@@ -355,6 +355,17 @@ def flush_all() -> int:
     return sum(c.flush() for c in found if c.ever_started)
 
 
+def retire(spark: SparkSession) -> None:
+    """Let a session go: its committers stopped after their last flush, and forgotten (they
+    held the session)."""
+    with _committers_lock:
+        keys = [k for k in _committers if k[0] == id(spark)]
+        found = [_committers.pop(k) for k in keys]
+    for c in found:
+        atexit.unregister(c.stop)
+        c.stop()
+
+
 def stop_all() -> None:
     """What exit does: every committer stopped after its last flush."""
     with _committers_lock:

@@ -28,6 +28,7 @@ import json
 import logging
 import secrets
 import socket
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -61,14 +62,13 @@ class Coordinator:
         self.collector = Collector(spool_dir) if spool_dir is not None else None
         handler = type("Handler", (_Handler,), {"coordinator": self})
         try:
-            self._server = ThreadingHTTPServer((host, port), handler)
+            self._server = _Server((host, port), handler)
         except OSError as e:
             raise ConfigError(
                 f"aiquery's coordinator cannot listen on {host}:{port} ({e.strerror}); set "
                 "aiquery.coordinator.host to an address of this machine that executors can "
                 "reach, and aiquery.coordinator.port to a free port (0: any)"
             ) from None
-        self._server.daemon_threads = True
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self._server.server_address[1]}"
         self._stop = threading.Event()
@@ -95,6 +95,15 @@ class Coordinator:
         self._server.server_close()
         if self.collector is not None:
             self.collector.close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a killed or cancelled task hung up mid-answer: its claims go stale
+        log.warning("aiquery: coordinator request from %s failed", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):

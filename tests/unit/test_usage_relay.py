@@ -5,6 +5,7 @@ with the committer's own reader."""
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -201,3 +202,47 @@ def test_rows_answered_without_a_request_reach_the_driver_too(
     coordinator.collector.close()
     saved = [row for path in spool_files(tmp_path / "spool") for row in read_rows(path)[0].saved]
     assert len(_rows(tmp_path / "spool")) == 3 and sum(s["rows"] for s in saved) == 2
+
+
+def test_a_task_that_hangs_up_mid_answer_leaves_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A task killed during the exchange's held poll: the coordinator's late answer meets a
+    closed connection, which is no error worth a traceback on the driver's console."""
+    import http.client
+    import json
+    import socket
+    import struct
+
+    coordinator = Coordinator("127.0.0.1", 0, None)
+    try:
+        host, port = coordinator.url.removeprefix("http://").split(":")
+
+        def body(claimant: str, hold_s: float) -> bytes:
+            offer = {"exchange": "hangup", "claimant": claimant, "keys": ["k"], "hold_s": hold_s}
+            return json.dumps(offer).encode()
+
+        def offer(claimant: str) -> dict[str, list[str]]:
+            connection = http.client.HTTPConnection(host, int(port), timeout=10)
+            headers = {"Authorization": f"Bearer {coordinator.token}"}
+            connection.request("POST", "/share", body(claimant, 0.0), headers)
+            answer = json.loads(connection.getresponse().read())
+            connection.close()
+            return dict(answer)
+
+        assert offer("a")["yours"] == ["k"]  # a holds the claim
+        waiting = socket.create_connection((host, int(port)))  # b waits on it up to 1 s
+        sent = body("b", 1.0)
+        waiting.sendall(
+            f"POST /share HTTP/1.1\r\nHost: x\r\nContent-Length: {len(sent)}\r\n"
+            f"Authorization: Bearer {coordinator.token}\r\n\r\n".encode()
+            + sent
+        )
+        time.sleep(0.2)
+        waiting.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        waiting.close()  # ... but is killed first: a reset
+        time.sleep(1.5)  # the held answer has met the closed connection
+        assert offer("c")["wait"] == ["k"]  # still serving
+    finally:
+        coordinator.stop()
+    assert "Traceback" not in capfd.readouterr().err

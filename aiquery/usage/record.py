@@ -268,11 +268,17 @@ def parse_line(raw: bytes) -> tuple[str, Call | Attempt | Saved | CacheEntry]:
     return kind, Attempt(**{name: values.get(key) for name, key in _KEYS.items()})
 
 
+def _fields(record: Call | Saved) -> dict[str, Any]:
+    """A record's fields, shallow: `dataclasses.asdict` deep-copies every value, which was
+    most of the committer's time at 50,000 rows a batch."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
 def usage_row(call: Call, attempt: Attempt, *, finished: bool) -> dict[str, Any]:
     """The usage table's row for `attempt`; unfinished, it is a placeholder with no answer."""
     if not finished:
         attempt = Attempt(attempt.request_id, attempt.event_time, attempt.attempt, attempt.rows)
-    values: dict[str, Any] = {**dataclasses.asdict(call), **dict(_items(attempt))}
+    values: dict[str, Any] = {**_fields(call), **dict(_items(attempt))}
     when = datetime.fromtimestamp(attempt.event_time, UTC)
     tokens_in, tokens_out = attempt.input_tokens, attempt.output_tokens
     values.update(
@@ -291,8 +297,8 @@ def saved_row(call: Call, saved: Saved) -> dict[str, Any]:
     """The saved-rows table's row for `saved`."""
     when = datetime.fromtimestamp(saved.event_time, UTC)
     values: dict[str, Any] = {
-        **dataclasses.asdict(call),
-        **dataclasses.asdict(saved),
+        **_fields(call),
+        **_fields(saved),
         "event_time": when,
         "event_date": when.date(),
         "request_tags": dict(call.request_tags) if call.request_tags else None,

@@ -103,3 +103,18 @@ def test_a_placeholder_ignores_anything_but_what_a_started_line_holds() -> None:
     row = usage_row(CALL, DONE, finished=False)
     assert row["status_code"] is None and row["input_tokens"] is None
     assert row["tokens_estimated"] is None and row["error_message"] == NO_ANSWER
+
+
+def test_a_merge_reads_only_the_days_of_its_batch() -> None:
+    from datetime import date
+
+    from aiquery.usage.driver.committer import pruning
+
+    across_midnight = {
+        "a": {"event_date": date(2026, 12, 2)},
+        "b": {"event_date": date(2026, 12, 3)},
+        "c": {"event_date": date(2026, 12, 2)},
+    }
+    assert pruning(across_midnight) == (" AND t.event_date IN (DATE'2026-12-02', DATE'2026-12-03')")
+    assert pruning({"a": {"event_date": "2026-12-02' OR 1=1 --"}}) == ""  # never inlined
+    assert pruning({}) == ""

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,14 +56,14 @@ log = logging.getLogger("aiquery")
 _MERGE = f"""
 MERGE INTO {TABLE} AS t
 USING {{source}} AS s
-ON t.event_date = s.event_date AND t.request_id = s.request_id
+ON t.event_date = s.event_date AND t.request_id = s.request_id{{pruning}}
 WHEN MATCHED AND t.latency_ms IS NULL AND s.latency_ms IS NOT NULL THEN UPDATE SET *
 WHEN NOT MATCHED THEN INSERT *
 """
 _MERGE_SAVED = f"""
 MERGE INTO {SAVED_TABLE} AS t
 USING {{source}} AS s
-ON t.event_date = s.event_date AND t.saved_id = s.saved_id
+ON t.event_date = s.event_date AND t.saved_id = s.saved_id{{pruning}}
 WHEN NOT MATCHED THEN INSERT *
 """
 _MERGE_CACHED = f"""
@@ -73,7 +74,18 @@ WHEN MATCHED AND s.created_at > t.created_at THEN UPDATE SET *
 WHEN NOT MATCHED THEN INSERT *
 """
 MERGE_BATCH_ROWS = 50_000
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CONFLICTS = ("Concurrent", "conflict", "ConcurrentAppend", "ProtocolChanged", "MetadataChanged")
+
+
+def pruning(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """What a batch's MERGE adds to its ON clause so Delta reads only the partitions that
+    can match, the batch's days: `t.event_date = s.event_date` alone names none, so the
+    MERGE read every day the table ever had. Implied by the join: it changes no match."""
+    days = sorted({str(row["event_date"]) for row in rows.values()})
+    if not days or not all(_DAY.fullmatch(d) for d in days):
+        return ""
+    return " AND t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in days) + ")"
 
 
 class UsageCommitter:
@@ -153,7 +165,8 @@ class UsageCommitter:
     def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:
         count = len(rows)
         if rows:
-            self._merge(_MERGE, pa.Table.from_pylist(list(rows.values()), schema=ARROW_SCHEMA))
+            statement = _MERGE.replace("{pruning}", pruning(rows))
+            self._merge(statement, pa.Table.from_pylist(list(rows.values()), schema=ARROW_SCHEMA))
         rows.clear()
         return count
 
@@ -163,7 +176,7 @@ class UsageCommitter:
             return
         self._ensure_saved_table()
         table = pa.Table.from_pylist(list(saved.values()), schema=SAVED_ARROW_SCHEMA)
-        self._merge(_MERGE_SAVED, table)
+        self._merge(_MERGE_SAVED.replace("{pruning}", pruning(saved)), table)
         saved.clear()
 
     def _merge_cached(self, cached: dict[str, dict[str, Any]]) -> None:

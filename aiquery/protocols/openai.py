@@ -10,6 +10,7 @@ the emulator decodes a request and encodes a response.
 from __future__ import annotations
 
 import base64
+import binascii
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -301,7 +302,8 @@ def _vector(value: Any) -> Vector:
     as JSON numbers."""
     if isinstance(value, str):
         try:
-            raw = base64.b64decode(value, validate=True)
+            # binascii's strict mode is the check b64decode(validate=True) makes, less a copy.
+            raw = binascii.a2b_base64(value, strict_mode=True)
         except ValueError:
             raise ProtocolError("a base64 embedding is not valid base64") from None
         if len(raw) % 4:

@@ -189,8 +189,9 @@ class AnswerExchange:
 
 def _size(where: tuple[str, str], answer: str) -> int:
     # What an entry really holds in CPython: three str objects (~49 bytes each besides their
-    # text), the key's tuple and the ordered dict's slot. Counted as 120, 256 MB of answers
-    # took ~500 MB of the driver (2,000,000 rows of short answers, benchmark E).
+    # text), the key's tuple and the ordered dict's slot (~320 bytes), not the 120 counted
+    # before; with 256 MB allowed, benchmark E's driver grew by ~500 MB from 200,000 to
+    # 2,000,000 rows of short answers, most of it answers no other task ever asked for.
     return len(where[0]) + len(where[1]) + len(answer) + 320
 
 

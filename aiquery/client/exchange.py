@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 SHARE_PATH = "/share"
-STALE_S = 20.0  # a claim of a task silent this long goes to the next task that asks
+STALE_S = 10.0  # a claim of a task silent this long (4 beats) goes to the next task that asks
 EXCHANGE_BYTES = 64 * 1024 * 1024  # answers the driver keeps, over every exchange
 IDLE_S = 600.0  # an exchange unused this long is forgotten (its query is over)
 SEEN_MAX = 1_000_000  # inputs an exchange remembers, until the first repeat (~60 MB at most)

@@ -37,7 +37,7 @@ from aiquery.usage.relay import CoordinatorRoute
 
 log = logging.getLogger("aiquery")
 
-HEARTBEAT_S = 5.0  # a task holding claims is heard from at least this often
+HEARTBEAT_S = 2.5  # a task holding claims is heard from at least this often
 PUBLISH_DELAY_S = 0.1  # answers arriving within this share one post
 HOLD_S = 1.0  # how long the coordinator holds a waiting task's poll for news
 

@@ -165,8 +165,8 @@ class UsageCommitter:
     def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:
         count = len(rows)
         if rows:
-            table = pa.Table.from_pylist(list(rows.values()), schema=ARROW_SCHEMA)
-            self._merge(_MERGE, table, pruning(rows))
+            statement = _MERGE.replace("{pruning}", pruning(rows))
+            self._merge(statement, pa.Table.from_pylist(list(rows.values()), schema=ARROW_SCHEMA))
         rows.clear()
         return count
 
@@ -176,7 +176,7 @@ class UsageCommitter:
             return
         self._ensure_saved_table()
         table = pa.Table.from_pylist(list(saved.values()), schema=SAVED_ARROW_SCHEMA)
-        self._merge(_MERGE_SAVED, table, pruning(saved))
+        self._merge(_MERGE_SAVED.replace("{pruning}", pruning(saved)), table)
         saved.clear()
 
     def _merge_cached(self, cached: dict[str, dict[str, Any]]) -> None:
@@ -214,12 +214,11 @@ class UsageCommitter:
         if jvm is not None:
             jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
 
-    def _merge(self, statement: str, table: pa.Table, days: str = "", attempts: int = 8) -> None:
-        """Run a MERGE template with `table` as its source and `days` (see `pruning`)."""
+    def _merge(self, statement: str, table: pa.Table, attempts: int = 8) -> None:
         with self._source(table) as source:
             for attempt in range(1, attempts + 1):
                 try:
-                    self.spark.sql(statement.format(source=source, pruning=days))
+                    self.spark.sql(statement.format(source=source))
                     return
                 except Exception as e:  # a concurrent writer won: retry against the new snapshot
                     if attempt == attempts or not any(c in str(e) for c in _CONFLICTS):

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 SHARE_PATH = "/share"
-STALE_S = 10.0  # a claim of a task silent this long (4 beats) goes to the next task that asks
+STALE_S = 10.0  # a claim of a task silent this long (4 heartbeats) goes to the next task that asks
 EXCHANGE_BYTES = 64 * 1024 * 1024  # answers the driver keeps, over every exchange
 IDLE_S = 600.0  # an exchange unused this long is forgotten (its query is over)
 SEEN_MAX = 1_000_000  # inputs an exchange remembers, until the first repeat (~60 MB at most)
@@ -188,10 +188,8 @@ class AnswerExchange:
 
 
 def _size(where: tuple[str, str], answer: str) -> int:
-    # What an entry really holds in CPython: three str objects (~49 bytes each besides their
-    # text), the key's tuple and the ordered dict's slot (~320 bytes), not the 120 counted
-    # before; with 256 MB allowed, benchmark E's driver grew by ~500 MB from 200,000 to
-    # 2,000,000 rows of short answers, most of it answers no other task ever asked for.
+    # What an entry holds in CPython besides its text: three str objects (~49 bytes each),
+    # the key's tuple and the ordered dict's slot, ~320 bytes in all.
     return len(where[0]) + len(where[1]) + len(answer) + 320
 
 

@@ -30,14 +30,14 @@ from urllib import request as urlrequest
 import numpy as np
 
 from aiquery.client.cache import cache_key, decode_answer, encode_answer
-from aiquery.client.exchange import SHARE_PATH, Offer
+from aiquery.client.exchange import SHARE_PATH, STALE_S, Offer
 from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import AiQueryError
 from aiquery.usage.relay import CoordinatorRoute
 
 log = logging.getLogger("aiquery")
 
-HEARTBEAT_S = 2.5  # a task holding claims is heard from at least this often
+HEARTBEAT_S = STALE_S / 4  # a task holding claims is heard from at least this often
 PUBLISH_DELAY_S = 0.1  # answers arriving within this share one post
 HOLD_S = 1.0  # how long the coordinator holds a waiting task's poll for news
 

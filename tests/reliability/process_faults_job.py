@@ -61,10 +61,22 @@ def scenario(spark: Any, control: EmulatorControl, name: str, endpoint: str) -> 
         return i
 
     spark.udf.register("fails_first_attempt", fails_first_attempt)
+    # The kill must land while both tasks send: with the window free to grow (to 512) at
+    # 20 ms, a task can be done before the killer sees 300 requests served, and killing
+    # its idle worker fails nothing. 16 in flight at 50 ms: each task sends for ~5 s.
+    slow = name == "kill"
+    if slow:
+        spark.conf.set("aiquery.concurrencyPerTask", "16")
+    else:
+        spark.conf.unset("aiquery.concurrencyPerTask")
     control.set_faults(
-        endpoint, latency_ms=20, error_rate_500=0.05, requests_per_minute=60000, seed=11
+        endpoint,
+        latency_ms=50 if slow else 20,
+        error_rate_500=0.05,
+        requests_per_minute=60000,
+        seed=11,
     )
-    killed = kill_a_worker(control, endpoint) if name == "kill" else {}
+    killed = kill_a_worker(control, endpoint) if slow else {}
     outer = "fails_first_attempt(id)" if name == "raise" else "id"
     result = aiquery.sql(
         spark,
@@ -81,9 +93,14 @@ def scenario(spark: Any, control: EmulatorControl, name: str, endpoint: str) -> 
     server_status = {r["request_id"]: r["status"] for r in log}
     # Rows answered without a request, by the attempt that took them (a retry takes the
     # answers its failed attempt published to the driver's exchange).
-    saved = spark.sql(
-        f"SELECT spark_task, rows FROM ai_gateway.usage_saved WHERE endpoint_name = '{endpoint}'"
-    ).collect()
+    saved = (
+        spark.sql(
+            "SELECT spark_task, rows FROM ai_gateway.usage_saved "
+            f"WHERE endpoint_name = '{endpoint}'"
+        ).collect()
+        if spark.catalog.tableExists("ai_gateway.usage_saved")  # no row saved yet: none
+        else []
+    )
     saved_by_attempt: Counter[str] = Counter()
     for s in saved:
         saved_by_attempt[s.spark_task.rsplit(".", 1)[1]] += s.rows

@@ -34,7 +34,8 @@ from pyspark.sql import SparkSession
 
 from aiquery.errors import ConfigError
 from aiquery.settings import is_classic
-from aiquery.usage.driver.settings import usage_settings
+from aiquery.usage.driver.merges import ATTEMPTS, CACHED, SAVED, USAGE, Merge, is_conflict
+from aiquery.usage.driver.settings import local_path, usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
 from aiquery.usage.record import (
     ARROW_SCHEMA,
@@ -53,29 +54,8 @@ from aiquery.usage.record import (
 
 log = logging.getLogger("aiquery")
 
-_MERGE = f"""
-MERGE INTO {TABLE} AS t
-USING {{source}} AS s
-ON t.event_date = s.event_date AND t.request_id = s.request_id{{pruning}}
-WHEN MATCHED AND t.latency_ms IS NULL AND s.latency_ms IS NOT NULL THEN UPDATE SET *
-WHEN NOT MATCHED THEN INSERT *
-"""
-_MERGE_SAVED = f"""
-MERGE INTO {SAVED_TABLE} AS t
-USING {{source}} AS s
-ON t.event_date = s.event_date AND t.saved_id = s.saved_id{{pruning}}
-WHEN NOT MATCHED THEN INSERT *
-"""
-_MERGE_CACHED = f"""
-MERGE INTO {CACHE_TABLE} AS t
-USING {{source}} AS s
-ON t.endpoint_name = s.endpoint_name AND t.key = s.key
-WHEN MATCHED AND s.created_at > t.created_at THEN UPDATE SET *
-WHEN NOT MATCHED THEN INSERT *
-"""
 MERGE_BATCH_ROWS = 50_000
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_CONFLICTS = ("Concurrent", "conflict", "ConcurrentAppend", "ProtocolChanged", "MetadataChanged")
 
 
 def pruning(rows: Mapping[str, Mapping[str, Any]]) -> str:
@@ -96,6 +76,9 @@ class UsageCommitter:
         self.spool_dir = Path(spool_dir)
         self.location = location
         self.in_memory = in_memory  # executors cannot read the spool (usage sent to the driver)
+        # Where this process can write the table's files itself, delta-rs merges them
+        # (`merges`); a Spark Connect client's paths are the server's.
+        self._local = is_classic(spark) and local_path(location) is not None
         self._lock = threading.Lock()
         self._offsets: dict[Path, tuple[int, Call | None]] = {}
         self._table_ready = False
@@ -165,8 +148,8 @@ class UsageCommitter:
     def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:
         count = len(rows)
         if rows:
-            statement = _MERGE.replace("{pruning}", pruning(rows))
-            self._merge(statement, pa.Table.from_pylist(list(rows.values()), schema=ARROW_SCHEMA))
+            table = pa.Table.from_pylist(list(rows.values()), schema=ARROW_SCHEMA)
+            self._merge(USAGE, self.location, table, pruning(rows))
         rows.clear()
         return count
 
@@ -176,7 +159,7 @@ class UsageCommitter:
             return
         self._ensure_saved_table()
         table = pa.Table.from_pylist(list(saved.values()), schema=SAVED_ARROW_SCHEMA)
-        self._merge(_MERGE_SAVED.replace("{pruning}", pruning(saved)), table)
+        self._merge(SAVED, saved_table_location(self.location), table, pruning(saved))
         saved.clear()
 
     def _merge_cached(self, cached: dict[str, dict[str, Any]]) -> None:
@@ -191,7 +174,7 @@ class UsageCommitter:
             )
             self._cache_ready = True
         table = pa.Table.from_pylist(list(cached.values()), schema=CACHE_ARROW_SCHEMA)
-        self._merge(_MERGE_CACHED, table)
+        self._merge(CACHED, cache_table_location(self.location), table)
         cached.clear()
 
     def _ensure_saved_table(self) -> None:
@@ -214,14 +197,19 @@ class UsageCommitter:
         if jvm is not None:
             jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
 
-    def _merge(self, statement: str, table: pa.Table, attempts: int = 8) -> None:
+    def _merge(self, merge: Merge, location: str, table: pa.Table, pruning: str = "") -> None:
+        path = local_path(location) if self._local else None
+        if path is not None:
+            if merge.run_local(str(path), table, pruning):
+                return
+            self._local = False
         with self._source(table) as source:
-            for attempt in range(1, attempts + 1):
+            for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    self.spark.sql(statement.format(source=source))
+                    self.spark.sql(merge.sql(source, pruning))
                     return
                 except Exception as e:  # a concurrent writer won: retry against the new snapshot
-                    if attempt == attempts or not any(c in str(e) for c in _CONFLICTS):
+                    if attempt == ATTEMPTS or not is_conflict(e):
                         raise
                     time.sleep(0.2 * attempt)
 

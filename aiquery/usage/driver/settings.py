@@ -49,7 +49,7 @@ class UsageSettings:
 DELIVERIES = ("auto", "spool", "driver")
 
 
-def _local_path(uri: str) -> Path | None:
+def local_path(uri: str) -> Path | None:
     """The path of a local (or mounted) directory URL; None for object storage and HDFS."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
@@ -61,7 +61,7 @@ def usage_settings(spark: SparkSession) -> UsageSettings:
     conf = spark.conf
     enabled = (setting(conf, "usage.enabled") or "true").lower() != "false"
     warehouse = conf.get("spark.sql.warehouse.dir", None) or "spark-warehouse"
-    local_warehouse = _local_path(warehouse)
+    local_warehouse = local_path(warehouse)
     # The table may live wherever the warehouse does (s3a://, abfss://, hdfs://: as it is).
     location = (
         setting(conf, "usage.location")
@@ -97,7 +97,7 @@ def usage_settings(spark: SparkSession) -> UsageSettings:
             )
         else:
             spool = "spark-warehouse/_aiquery_usage_spool"
-    spool_path = _local_path(spool)
+    spool_path = local_path(spool)
     if spool_path is None:
         raise ConfigError(
             f"aiquery.usage.spoolDir is {spool!r}; the usage spool needs a local or mounted "

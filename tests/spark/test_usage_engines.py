@@ -1,0 +1,132 @@
+"""The committer's two MERGE engines: delta-rs for a table on the driver's disk, Spark's
+elsewhere. Both complete a placeholder in a later flush, and racing each other they still
+record each request once."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from aiquery.usage.driver.committer import UsageCommitter, committer
+from aiquery.usage.driver.merges import USAGE
+from aiquery.usage.driver.settings import usage_settings
+from aiquery.usage.executor import SpoolWriter
+from aiquery.usage.record import ARROW_SCHEMA, DDL, Attempt, Call
+
+pytestmark = pytest.mark.spark
+
+CALL = Call(
+    invocation_id="engines",
+    endpoint_name="merge-engines",
+    endpoint_id="x",
+    destination_type="PAY_PER_TOKEN_FOUNDATION_MODEL",
+    destination_name="x",
+    destination_model="x",
+    requester="tester",
+    api_type="serving-endpoints/invocations",
+    url="http://127.0.0.1/x",
+    user_agent="aiquery-test",
+    request_tags={"engine": "test"},
+    spark_app_id="merge-engines",
+)
+
+
+def _committer(spark, spool: Path, engine: str) -> UsageCommitter:  # type: ignore[no-untyped-def]
+    found = UsageCommitter(spark, spool, usage_settings(spark).location)
+    assert found._local  # the session's table is on local disk: delta-rs by default
+    found._local = engine == "delta-rs"
+    return found
+
+
+def _rows(spark, ids: list[str]) -> list:  # type: ignore[no-untyped-def]
+    listed = ",".join(f"'{i}'" for i in ids)
+    return (
+        spark.read.format("delta")
+        .load(usage_settings(spark).location)
+        .where(f"request_id IN ({listed})")
+        .collect()
+    )
+
+
+@pytest.mark.parametrize("engine", ["delta-rs", "spark"])
+def test_a_placeholder_is_completed_by_its_finish_in_a_later_flush(
+    spark, tmp_path: Path, engine: str
+) -> None:  # type: ignore[no-untyped-def]
+    committer(spark).stop()  # the background flusher must not read this spool
+    try:
+        spool = tmp_path / "spool"
+        flusher = _committer(spark, spool, engine)
+        writer = SpoolWriter(spool, CALL)
+        request = Attempt(uuid.uuid4().hex, time.time(), 1, 1)
+        writer.started(request)
+        assert flusher.flush() == 1
+        (placeholder,) = _rows(spark, [request.request_id])
+        assert placeholder.latency_ms is None and placeholder.status_code is None
+        writer.finished(Attempt(request.request_id, request.event_time, 1, 1, 200, 42, 7))
+        writer.close()
+        flusher.flush()
+        flusher.flush()  # again: nothing changes
+        (done,) = _rows(spark, [request.request_id])
+        assert (done.status_code, done.latency_ms, done.request_tags) == (
+            200,
+            42,
+            {"engine": "test"},
+        )
+    finally:
+        committer(spark).start()
+
+
+def test_spark_and_delta_rs_racing_on_one_spool_record_each_request_once(
+    spark, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    committer(spark).stop()
+    try:
+        spool = tmp_path / "spool"
+        ids: list[str] = []
+        errors: list[BaseException] = []
+
+        def run(flusher: UsageCommitter) -> None:
+            try:
+                flusher.flush()
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        for _ in range(3):  # rounds: each a fresh spool file, both engines flushing at once
+            writer = SpoolWriter(spool, CALL)
+            for _ in range(200):
+                request = Attempt(uuid.uuid4().hex, time.time(), 1, 1, 200, 5, 2)
+                writer.started(request)
+                writer.finished(request)
+                ids.append(request.request_id)
+            writer.close()
+            racers = [_committer(spark, spool, engine) for engine in ("delta-rs", "spark")]
+            threads = [threading.Thread(target=run, args=(r,)) for r in racers]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=180)
+            assert not errors
+        rows = _rows(spark, ids)
+        assert sorted(r.request_id for r in rows) == sorted(ids)  # each once, none lost
+    finally:
+        committer(spark).start()
+
+
+def test_a_table_delta_rs_cannot_write_is_left_to_spark(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Row tracking (turned on by hand) is a feature delta-rs cannot write: it writes
+    nothing and says so, and the committer runs Spark's MERGE instead."""
+    location = str(tmp_path / "usage")
+    spark.sql(
+        f"CREATE TABLE delta.`{location}` ({DDL}) USING DELTA PARTITIONED BY (event_date) "
+        "TBLPROPERTIES ('delta.enableRowTracking' = 'true')"
+    )
+    row = {field.name: None for field in ARROW_SCHEMA}
+    row.update(request_id="r", event_date=pa.scalar(0, pa.date32()).as_py())
+    source = pa.Table.from_pylist([row], schema=ARROW_SCHEMA)
+    assert USAGE.run_local(location, source) is False
+    assert spark.read.format("delta").load(location).count() == 0

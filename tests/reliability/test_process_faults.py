@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from usage_calls import a_call
 
 import aiquery
 from aiquery.serving.server import EmulatorServer
@@ -25,7 +26,7 @@ from aiquery.usage.driver.committer import UsageCommitter, committer
 from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.driver.spool import spool_files
 from aiquery.usage.executor import SpoolWriter
-from aiquery.usage.record import Attempt, Call
+from aiquery.usage.record import Attempt
 
 pytestmark = pytest.mark.spark
 HERE = Path(__file__).parent
@@ -101,20 +102,7 @@ def test_a_spool_writer_that_dies_during_a_flush_loses_no_lines(spark, tmp_path:
     location = usage_settings(spark).location
     spool = tmp_path / "spool"
     writer_process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    header = Call(
-        endpoint_name="dies-mid-flush",
-        endpoint_id="x",
-        destination_type="PAY_PER_TOKEN_FOUNDATION_MODEL",
-        destination_name="x",
-        destination_model="x",
-        requester="tester",
-        api_type="serving-endpoints/invocations",
-        url="http://127.0.0.1/x",
-        user_agent="aiquery-test",
-        request_tags=None,
-        invocation_id="i",
-        spark_app_id="dies-mid-flush",
-    )
+    header = a_call("dies-mid-flush")
     writer = SpoolWriter(spool, header)
     # The file is named for its writer's pid: make it the short-lived process's.
     writer._stem = writer._stem.replace(f"-{os.getpid()}-", f"-{writer_process.pid}-")

@@ -11,29 +11,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from usage_calls import a_call
 
 from aiquery.usage.driver.committer import UsageCommitter, committer
 from aiquery.usage.driver.merges import USAGE
 from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.executor import SpoolWriter
-from aiquery.usage.record import ARROW_SCHEMA, DDL, Attempt, Call
+from aiquery.usage.record import ARROW_SCHEMA, DDL, Attempt
 
 pytestmark = pytest.mark.spark
 
-CALL = Call(
-    invocation_id="engines",
-    endpoint_name="merge-engines",
-    endpoint_id="x",
-    destination_type="PAY_PER_TOKEN_FOUNDATION_MODEL",
-    destination_name="x",
-    destination_model="x",
-    requester="tester",
-    api_type="serving-endpoints/invocations",
-    url="http://127.0.0.1/x",
-    user_agent="aiquery-test",
-    request_tags={"engine": "test"},
-    spark_app_id="merge-engines",
-)
+CALL = a_call("merge-engines", request_tags={"engine": "test"})
 
 
 def _committer(spark, spool: Path, engine: str) -> UsageCommitter:  # type: ignore[no-untyped-def]

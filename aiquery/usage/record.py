@@ -247,8 +247,8 @@ def saved_line(saved: Saved) -> bytes:
     return _line({"k": SAVED, **{key: getattr(saved, name) for name, key in _SAVED_KEYS}})
 
 
-def _items(attempt: Attempt) -> list[tuple[str, Any]]:
-    return [(name, getattr(attempt, name)) for name, _ in _ATTEMPT_KEYS]
+def _items(attempt: Attempt) -> dict[str, Any]:
+    return {name: getattr(attempt, name) for name, _ in _ATTEMPT_KEYS}
 
 
 def _line(values: Mapping[str, Any]) -> bytes:
@@ -268,17 +268,25 @@ def parse_line(raw: bytes) -> tuple[str, Call | Attempt | Saved | CacheEntry]:
     return kind, Attempt(**{name: values.get(key) for name, key in _KEYS.items()})
 
 
+def call_fields(call: Call) -> dict[str, Any]:
+    """`call`'s fields, for `usage_row(..., common=)`."""
+    return _fields(call)
+
+
 def _fields(record: Call | Saved) -> dict[str, Any]:
     """A record's fields, shallow: `dataclasses.asdict` deep-copies every value, which was
     most of the committer's time at 50,000 rows a batch."""
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
-def usage_row(call: Call, attempt: Attempt, *, finished: bool) -> dict[str, Any]:
-    """The usage table's row for `attempt`; unfinished, it is a placeholder with no answer."""
+def usage_row(
+    call: Call, attempt: Attempt, *, finished: bool, common: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The usage table's row for `attempt`; unfinished, it is a placeholder with no answer.
+    `common`: `call`'s fields, when the caller made them once for many rows of one call."""
     if not finished:
         attempt = Attempt(attempt.request_id, attempt.event_time, attempt.attempt, attempt.rows)
-    values: dict[str, Any] = {**_fields(call), **dict(_items(attempt))}
+    values: dict[str, Any] = {**(_fields(call) if common is None else common), **_items(attempt)}
     when = datetime.fromtimestamp(attempt.event_time, UTC)
     tokens_in, tokens_out = attempt.input_tokens, attempt.output_tokens
     values.update(

@@ -22,6 +22,7 @@ from aiquery.usage.record import (
     Call,
     Saved,
     cache_row,
+    call_fields,
     parse_line,
     saved_row,
     usage_row,
@@ -106,9 +107,12 @@ def read_rows(
     finished = {
         a.request_id: a for kind, a in events if kind == FINISHED and isinstance(a, Attempt)
     }
-    rows = [usage_row(call, a, finished=True) for a in finished.values()]
+    common = call_fields(call)  # once per file, not per row
+    rows = [usage_row(call, a, finished=True, common=common) for a in finished.values()]
     rows += [
-        usage_row(call, a, finished=False) for rid, a in started.items() if rid not in finished
+        usage_row(call, a, finished=False, common=common)
+        for rid, a in started.items()
+        if rid not in finished
     ]
     saved = [saved_row(call, s) for kind, s in events if kind == SAVED and isinstance(s, Saved)]
     cached = [

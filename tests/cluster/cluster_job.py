@@ -1,7 +1,8 @@
 """A `spark-submit`ted job for the cluster tier: one ai_query column into Delta, then a report.
 
 Usage: spark-submit ... cluster_job.py <output path> even|skewed. Prints one JSON line:
-rows written, distinct ids, rows answered, how usage reached the driver, and the usage rows.
+rows written, distinct ids, rows answered, how usage reached the driver, what merged it into
+the usage table, and the usage rows.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import aiquery
 from aiquery.spark.coordinator import EXCHANGES
 from aiquery.spark.session import spark_session
+from aiquery.usage.driver.committer import committer
 from aiquery.usage.driver.settings import usage_settings
 
 SOURCES = {
@@ -37,6 +39,7 @@ if __name__ == "__main__":
         "ids": written.select("id").distinct().count(),
         "answered": written.where("a.result IS NOT NULL").count(),
         "delivery": usage_settings(spark).delivery,
+        "merged_by": committer(spark).engine,  # delta-rs for a local or S3 table
     }
     aiquery.flush_usage(spark)
     # Usage as the table holds it, read through Spark: the table may be on object storage.

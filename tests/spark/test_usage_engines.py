@@ -16,6 +16,7 @@ from usage_calls import a_call
 from aiquery.usage.driver.committer import UsageCommitter, committer
 from aiquery.usage.driver.merges import USAGE
 from aiquery.usage.driver.settings import usage_settings
+from aiquery.usage.driver.targets import Target
 from aiquery.usage.executor import SpoolWriter
 from aiquery.usage.record import ARROW_SCHEMA, DDL, Attempt
 
@@ -26,8 +27,8 @@ CALL = a_call("merge-engines", request_tags={"engine": "test"})
 
 def _committer(spark, spool: Path, engine: str) -> UsageCommitter:  # type: ignore[no-untyped-def]
     found = UsageCommitter(spark, spool, usage_settings(spark).location)
-    assert found._local  # the session's table is on local disk: delta-rs by default
-    found._local = engine == "delta-rs"
+    assert found.engine == "delta-rs"  # the session's table is on local disk
+    found._delta_rs = engine == "delta-rs"
     return found
 
 
@@ -116,5 +117,5 @@ def test_a_table_delta_rs_cannot_write_is_left_to_spark(spark, tmp_path: Path) -
     row = {field.name: None for field in ARROW_SCHEMA}
     row.update(request_id="r", event_date=pa.scalar(0, pa.date32()).as_py())
     source = pa.Table.from_pylist([row], schema=ARROW_SCHEMA)
-    assert USAGE.run_local(location, source) is False
+    assert USAGE.run_delta_rs(Target(location), source) is False
     assert spark.read.format("delta").load(location).count() == 0

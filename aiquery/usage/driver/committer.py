@@ -35,8 +35,9 @@ from pyspark.sql import SparkSession
 from aiquery.errors import ConfigError
 from aiquery.settings import is_classic
 from aiquery.usage.driver.merges import ATTEMPTS, CACHED, SAVED, USAGE, Merge, is_conflict
-from aiquery.usage.driver.settings import local_path, usage_settings
+from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
+from aiquery.usage.driver.targets import Target, delta_rs_target, hadoop_settings
 from aiquery.usage.record import (
     ARROW_SCHEMA,
     CACHE_ARROW_SCHEMA,
@@ -77,8 +78,10 @@ class UsageCommitter:
         self.location = location
         self.in_memory = in_memory  # executors cannot read the spool (usage sent to the driver)
         # Where this process can write the table's files itself, delta-rs merges them
-        # (`merges`); a Spark Connect client's paths are the server's.
-        self._local = is_classic(spark) and local_path(location) is not None
+        # (`merges`, `targets`); a Spark Connect client's paths are the server's. False once
+        # a table refused delta-rs: Spark merges from then on.
+        self._delta_rs = is_classic(spark)
+        self._targets: dict[str, Target | None] = {}
         self._lock = threading.Lock()
         self._offsets: dict[Path, tuple[int, Call | None]] = {}
         self._table_ready = False
@@ -197,12 +200,24 @@ class UsageCommitter:
         if jvm is not None:
             jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
 
+    @property
+    def engine(self) -> str:
+        """What merges this committer's usage table: "delta-rs" or "spark"."""
+        return "spark" if self._target(self.location) is None else "delta-rs"
+
+    def _target(self, location: str) -> Target | None:
+        if not self._delta_rs:
+            return None
+        if location not in self._targets:
+            self._targets[location] = delta_rs_target(location, hadoop_settings(self.spark))
+        return self._targets[location]
+
     def _merge(self, merge: Merge, location: str, table: pa.Table, pruning: str = "") -> None:
-        path = local_path(location) if self._local else None
-        if path is not None:
-            if merge.run_local(str(path), table, pruning):
+        target = self._target(location)
+        if target is not None:
+            if merge.run_delta_rs(target, table, pruning):
                 return
-            self._local = False
+            self._delta_rs = False
         with self._source(table) as source:
             for attempt in range(1, ATTEMPTS + 1):
                 try:

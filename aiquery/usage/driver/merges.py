@@ -1,9 +1,10 @@
 """The three MERGEs the committer runs (usage, saved rows, cached answers), defined once, and
 the two engines that run them.
 
-A table on the driver's own file system (or a mount) is merged in-process by delta-rs: no
-Spark job, no executor slot, no JVM warm-up. Anywhere else (s3a://, abfss://, hdfs://, or a
-Spark Connect client, whose files are the server's), Spark's MERGE runs it. Both are the same
+A table the driver's process can write itself (its own disk or a mount, or S3 with the
+session's S3A settings: `targets`) is merged in-process by delta-rs: no Spark job, no
+executor slot, no JVM warm-up. Anywhere else (abfss://, hdfs://, S3 settings delta-rs cannot
+reproduce, or a Spark Connect client, whose files are the server's), Spark's MERGE runs it. Both are the same
 statement: keys matched, the same update condition, the rest inserted; both commit with
 Delta's optimistic concurrency, so a writer that lost a race (either engine) reads the new
 version and runs again. Exactly-once still comes from the keys, not from the engine.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from aiquery.usage.driver.targets import Target
 from aiquery.usage.record import CACHE_TABLE, SAVED_TABLE, TABLE
 
 log = logging.getLogger("aiquery")
@@ -50,17 +52,18 @@ class Merge:
             f"{update}WHEN NOT MATCHED THEN INSERT *\n"
         )
 
-    def run_local(self, path: str, source: pa.Table, pruning: str = "") -> bool:
-        """The same MERGE by delta-rs, on the table at the local `path`; run again while a
-        concurrent writer wins (its commit is read first). False, with nothing written, for
-        a table delta-rs cannot write (a table feature it lacks, such as row tracking turned
-        on by hand): Spark's MERGE is then the way."""
+    def run_delta_rs(self, target: Target, source: pa.Table, pruning: str = "") -> bool:
+        """The same MERGE by delta-rs, on the table at `target`; run again while a
+        concurrent writer wins (its commit is read first). False when Spark's MERGE is the
+        way: a table delta-rs cannot write (a table feature it lacks, such as row tracking
+        turned on by hand; nothing is written), or object storage it failed on."""
         from deltalake import DeltaTable
 
         attempt = 1
         while True:
             try:
-                merger = DeltaTable(path).merge(
+                table = DeltaTable(target.uri, storage_options=dict(target.options) or None)
+                merger = table.merge(
                     source, predicate=self.on + pruning, source_alias="s", target_alias="t"
                 )
                 if self.update_when:
@@ -68,13 +71,25 @@ class Merge:
                 merger.when_not_matched_insert_all().execute()
                 return True
             except Exception as e:
-                if UNSUPPORTED in str(e).lower() or type(e).__name__ == "DeltaProtocolError":
-                    log.warning("aiquery: Spark merges %s: delta-rs cannot write it (%s)", path, e)
-                    return False
-                if attempt == ATTEMPTS or not is_conflict(e):
+                unsupported = (
+                    UNSUPPORTED in str(e).lower() or type(e).__name__ == "DeltaProtocolError"
+                )
+                if not unsupported and is_conflict(e) and attempt < ATTEMPTS:
+                    time.sleep(0.2 * attempt)
+                    attempt += 1
+                    continue
+                if not unsupported and target.local:
                     raise
-            time.sleep(0.2 * attempt)
-            attempt += 1
+                # Object storage delta-rs reached differently from Spark (a credential or
+                # endpoint setting): Spark's file system can. Keyed rows make running the
+                # MERGE again harmless, even if delta-rs committed before failing.
+                log.warning(
+                    "aiquery: Spark merges %s from now on: %s (%s)",
+                    target.uri,
+                    "delta-rs cannot write it" if unsupported else "delta-rs failed on it",
+                    target.redact(f"{type(e).__name__}: {e}"),
+                )
+                return False
 
 
 def is_conflict(error: BaseException) -> bool:

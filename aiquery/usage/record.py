@@ -268,14 +268,10 @@ def parse_line(raw: bytes) -> tuple[str, Call | Attempt | Saved | CacheEntry]:
     return kind, Attempt(**{name: values.get(key) for name, key in _KEYS.items()})
 
 
-def call_fields(call: Call) -> dict[str, Any]:
-    """`call`'s fields, for `usage_row(..., common=)`."""
-    return _fields(call)
-
-
-def _fields(record: Call | Saved) -> dict[str, Any]:
+def fields_of(record: Call | Saved) -> dict[str, Any]:
     """A record's fields, shallow: `dataclasses.asdict` deep-copies every value, which was
-    most of the committer's time at 50,000 rows a batch."""
+    most of the committer's time at 50,000 rows a batch. A call's, made once, is
+    `usage_row`'s `common` for all its rows."""
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
@@ -286,7 +282,7 @@ def usage_row(
     `common`: `call`'s fields, when the caller made them once for many rows of one call."""
     if not finished:
         attempt = Attempt(attempt.request_id, attempt.event_time, attempt.attempt, attempt.rows)
-    values: dict[str, Any] = {**(_fields(call) if common is None else common), **_items(attempt)}
+    values: dict[str, Any] = {**(fields_of(call) if common is None else common), **_items(attempt)}
     when = datetime.fromtimestamp(attempt.event_time, UTC)
     tokens_in, tokens_out = attempt.input_tokens, attempt.output_tokens
     values.update(
@@ -305,8 +301,8 @@ def saved_row(call: Call, saved: Saved) -> dict[str, Any]:
     """The saved-rows table's row for `saved`."""
     when = datetime.fromtimestamp(saved.event_time, UTC)
     values: dict[str, Any] = {
-        **_fields(call),
-        **_fields(saved),
+        **fields_of(call),
+        **fields_of(saved),
         "event_time": when,
         "event_date": when.date(),
         "request_tags": dict(call.request_tags) if call.request_tags else None,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pyarrow.fs as pafs
 import pytest
+from usage_calls import flush_at_once
 
 import aiquery
 from aiquery.endpoints.catalog import DEFAULT_PRICES
@@ -152,21 +152,7 @@ def test_concurrent_committers_do_not_duplicate(
             spark, "SELECT ai_query('databricks-gpt-5-mini', p) AS a FROM prompts WHERE id < 120"
         ).collect()
         location, spool = usage_settings(spark).location, usage_settings(spark).spool_dir
-        a, b = UsageCommitter(spark, spool, location), UsageCommitter(spark, spool, location)
-        errors: list[BaseException] = []
-
-        def run(c: UsageCommitter) -> None:
-            try:
-                c.flush()
-            except BaseException as e:  # pragma: no cover - reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=run, args=(c,)) for c in (a, b)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert not errors
+        flush_at_once([UsageCommitter(spark, spool, location) for _ in range(2)], timeout_s=120)
         ids = {r["request_id"] for r in control.requests("databricks-gpt-5-mini")}
         assert len(usage_rows(spark, ids)) == 120
     finally:

@@ -4,14 +4,13 @@ record each request once."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from usage_calls import a_call
+from usage_calls import a_call, flush_at_once
 
 from aiquery.usage.driver.committer import UsageCommitter, committer
 from aiquery.usage.driver.merges import USAGE
@@ -77,14 +76,6 @@ def test_spark_and_delta_rs_racing_on_one_spool_record_each_request_once(
     try:
         spool = tmp_path / "spool"
         ids: list[str] = []
-        errors: list[BaseException] = []
-
-        def run(flusher: UsageCommitter) -> None:
-            try:
-                flusher.flush()
-            except BaseException as e:  # pragma: no cover - reported below
-                errors.append(e)
-
         for _ in range(3):  # rounds: each a fresh spool file, both engines flushing at once
             writer = SpoolWriter(spool, CALL)
             for _ in range(200):
@@ -93,13 +84,7 @@ def test_spark_and_delta_rs_racing_on_one_spool_record_each_request_once(
                 writer.finished(request)
                 ids.append(request.request_id)
             writer.close()
-            racers = [_committer(spark, spool, engine) for engine in ("delta-rs", "spark")]
-            threads = [threading.Thread(target=run, args=(r,)) for r in racers]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=180)
-            assert not errors
+            flush_at_once(_committer(spark, spool, engine) for engine in ("delta-rs", "spark"))
         rows = _rows(spark, ids)
         assert sorted(r.request_id for r in rows) == sorted(ids)  # each once, none lost
     finally:

@@ -22,7 +22,7 @@ from aiquery.usage.record import (
     Call,
     Saved,
     cache_row,
-    call_fields,
+    fields_of,
     parse_line,
     saved_row,
     usage_row,
@@ -107,7 +107,7 @@ def read_rows(
     finished = {
         a.request_id: a for kind, a in events if kind == FINISHED and isinstance(a, Attempt)
     }
-    common = call_fields(call)  # once per file, not per row
+    common = fields_of(call)  # once per file, not per row
     rows = [usage_row(call, a, finished=True, common=common) for a in finished.values()]
     rows += [
         usage_row(call, a, finished=False, common=common)

@@ -22,7 +22,7 @@ from aiquery import logs
 from aiquery.client.engine import BatchEngine
 from aiquery.client.wire import USER_AGENT, wire_for
 from aiquery.errors import RequestError
-from aiquery.spark import answers
+from aiquery.spark import answers, worker_setup
 from aiquery.spark.callspec import CallSpec
 from aiquery.spark.rows import Rows
 from aiquery.spark.runtime import bind
@@ -62,6 +62,7 @@ def run(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
     """Answer every row of every batch; the executor-side body of the UDF. A batch is one
     Arrow array, or a tuple of them when the UDF has several arguments."""
     logs.setup()
+    worker_setup.prepare()
     wire = wire_for(spec.endpoint, spec.params, spec.request_tags)
     rows = Rows(spec)
     recorder = (

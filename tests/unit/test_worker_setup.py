@@ -1,0 +1,58 @@
+"""A worker's zip importers re-read an archive at `importlib.invalidate_caches()` (PySpark's
+worker calls it at every task's start) only when the archive changed."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import zipfile
+import zipimport
+from pathlib import Path
+
+import pytest
+
+from aiquery.spark import worker_setup
+
+
+def _archive(path: Path, modules: dict[str, str]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, source in modules.items():
+            archive.writestr(f"{name}.py", source)
+
+
+def test_an_unchanged_archive_is_not_read_again_and_a_changed_one_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "libs.zip"
+    _archive(archive, {"aiq_zip_first": "VALUE = 1\n"})
+    # Undone after the test: the path, the importers, the modules and the patched method.
+    monkeypatch.syspath_prepend(str(archive))
+    monkeypatch.setattr(sys, "path_importer_cache", dict(sys.path_importer_cache))
+    monkeypatch.setattr(
+        zipimport.zipimporter, "invalidate_caches", zipimport.zipimporter.invalidate_caches
+    )
+    for name in ("aiq_zip_first", "aiq_zip_second"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert importlib.import_module("aiq_zip_first").VALUE == 1
+    reads: list[str] = []
+    read_directory = zipimport._read_directory  # type: ignore[attr-defined]
+
+    def counted(path: str) -> object:
+        reads.append(path)
+        return read_directory(path)
+
+    monkeypatch.setattr(zipimport, "_read_directory", counted)
+
+    worker_setup._skip_unchanged_zip_rereads()
+    worker_setup._skip_unchanged_zip_rereads()  # once is enough: not wrapped twice
+    importlib.invalidate_caches()
+    importlib.invalidate_caches()
+    assert str(archive) not in reads  # unchanged: its directory is not read again
+
+    _archive(archive, {"aiq_zip_first": "VALUE = 1\n", "aiq_zip_second": "VALUE = 2\n"})
+    later = archive.stat().st_mtime_ns + 2_000_000_000
+    os.utime(archive, ns=(later, later))
+    importlib.invalidate_caches()
+    # Changed: read again, so the module added to it is found (a stale directory would not).
+    assert importlib.import_module("aiq_zip_second").VALUE == 2

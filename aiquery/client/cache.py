@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # what json.dumps does with a str
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,6 +56,31 @@ def cache_key(endpoint: Endpoint, params: Mapping[str, Any], value: Any) -> str:
         default=_jsonable,
     )
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+class Keys:
+    """`cache_key` for one call site's endpoint and parameters, made once: a text input then
+    costs its JSON string and a copy of the hash so far (~2 µs, against ~10 µs for the whole
+    JSON document; 10,000 rows were ~70 ms before a task's first request). The same keys."""
+
+    def __init__(self, endpoint: Endpoint, params: Mapping[str, Any]) -> None:
+        self._endpoint, self._params = endpoint, dict(params)
+        # `[name,model,{params},<input>]`: everything before the input, hashed once.
+        head = json.dumps(
+            [canonical_name(endpoint.name), endpoint.model, self._params],
+            sort_keys=True,
+            separators=(",", ":"),
+            default=_jsonable,
+        )
+        self._head = hashlib.sha256(head[:-1].encode() + b",")
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str):
+            return cache_key(self._endpoint, self._params, value)
+        found = self._head.copy()
+        found.update(encode_basestring_ascii(value).encode())
+        found.update(b"]")
+        return found.hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
@@ -101,8 +127,7 @@ class CacheClient:
         deadline_s: float = 120.0,
     ) -> None:
         self.settings = settings
-        self._endpoint = endpoint
-        self._params = dict(params)
+        self.key = Keys(endpoint, params)
         self._route = CoordinatorRoute(
             url,
             CACHE_PATH,
@@ -112,9 +137,6 @@ class CacheClient:
             deadline_s=deadline_s,
             timeout_s=60.0,
         )
-
-    def key(self, value: Any) -> str:
-        return cache_key(self._endpoint, self._params, value)
 
     async def answers(self, inputs: Sequence[Any], rows: Sequence[int]) -> dict[int, Any]:
         """The answers the cache holds for these `rows` of `inputs`, decoded, by row."""

@@ -29,7 +29,7 @@ from urllib import request as urlrequest
 
 import numpy as np
 
-from aiquery.client.cache import cache_key, decode_answer, encode_answer
+from aiquery.client.cache import Keys, decode_answer, encode_answer
 from aiquery.client.exchange import SHARE_PATH, STALE_S, Offer
 from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import AiQueryError
@@ -69,8 +69,7 @@ class SharedInputs:
     ) -> None:
         self.settings = settings
         self.claimant = uuid.uuid4().hex
-        self._endpoint = endpoint
-        self._params = dict(params)
+        self._key = Keys(endpoint, params)
         self._url, self._token = url, token  # for the heartbeat's thread
         self._stopped = threading.Event()
         self._publishing, self._polling = (
@@ -97,7 +96,7 @@ class SharedInputs:
     ) -> tuple[dict[Hashable, Any], set[Hashable]]:
         """For (dedup key, input) pairs this task would send: the answers another task's
         requests gave, and the keys to wait for; the rest are this task's to send."""
-        by_key = {cache_key(self._endpoint, self._params, v): (k, v) for k, v in items}
+        by_key = {self._key(v): (k, v) for k, v in items}
         offer = await self._post(self._publishing, list(by_key))
         for key in offer.yours:
             self._claimed[by_key[key][0]] = key

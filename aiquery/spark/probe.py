@@ -20,7 +20,7 @@ from urllib import request as urlrequest
 import pyarrow as pa
 from pyspark import TaskContext
 
-from aiquery.client.cache import CacheClient, cache_key
+from aiquery.client.cache import CacheClient, Keys
 from aiquery.client.sending import RequestTally
 from aiquery.client.sharing import count_shared
 from aiquery.endpoints.registry import Secret
@@ -99,7 +99,8 @@ def _shared(
     share = spec.settings.share
     if share is None or not spec.settings.deduplicate:
         return set()
-    keys = {i: cache_key(spec.endpoint, spec.params, values[i]) for i in _sendable(values)}
+    key = Keys(spec.endpoint, spec.params)
+    keys = {i: key(values[i]) for i in _sendable(values)}
     keys = {i: k for i, k in keys.items() if i not in cached}
     if not keys:
         return set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiquery.client.cache import cache_key, decode_answer, encode_answer
+from aiquery.client.cache import Keys, cache_key, decode_answer, encode_answer
 from aiquery.client.wire import Prompt
 from aiquery.endpoints.registry import Endpoint
 from aiquery.protocols.common import CHAT, Image
@@ -44,6 +44,27 @@ def test_prompts_with_images_key_by_their_bytes() -> None:
     two = Prompt("describe", images=(Image("image/png", b"\x89PNG two"),))
     assert cache_key(CHATTY, {}, one) == cache_key(CHATTY, {}, one)
     assert cache_key(CHATTY, {}, one) != cache_key(CHATTY, {}, two)
+
+
+def test_a_call_sites_keys_are_the_keys_of_the_whole_document() -> None:
+    """`Keys` hashes the endpoint and parameters once; stored cache entries were keyed by
+    `cache_key`, so each input must key the same either way."""
+    params = {"max_tokens": 10, "temperature": 0.5, "response_format": {"type": "json_object"}}
+    keys = Keys(CHATTY, params)
+    inputs = [
+        "hello",
+        "",
+        'quotes " and \\ backslashes',
+        "ünïcode, 漢字 and an emoji 🎉",
+        "control \x00\x1f\n\t characters",
+        "\ud800 a lone surrogate",
+        None,
+        Prompt("hello", system="Classify."),
+        {"feature_a": 1.5, "b": [1, 2]},
+    ]
+    for value in inputs:
+        assert keys(value) == cache_key(CHATTY, params, value), repr(value)
+    assert Keys(CHATTY, {})("hello") == cache_key(CHATTY, {}, "hello")
 
 
 @pytest.mark.parametrize(

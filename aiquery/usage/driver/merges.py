@@ -4,10 +4,11 @@ the two engines that run them.
 A table the driver's process can write itself (its own disk or a mount, or S3 with the
 session's S3A settings: `targets`) is merged in-process by delta-rs: no Spark job, no
 executor slot, no JVM warm-up. Anywhere else (abfss://, hdfs://, S3 settings delta-rs cannot
-reproduce, or a Spark Connect client, whose files are the server's), Spark's MERGE runs it. Both are the same
-statement: keys matched, the same update condition, the rest inserted; both commit with
-Delta's optimistic concurrency, so a writer that lost a race (either engine) reads the new
-version and runs again. Exactly-once still comes from the keys, not from the engine.
+reproduce, or a Spark Connect client, whose files are the server's), Spark's MERGE runs it.
+Both are the same statement: keys matched, the same update condition, the rest inserted;
+both commit with Delta's optimistic concurrency, so a writer that lost a race (either
+engine) reads the new version and runs again. Exactly-once still comes from the keys, not
+from the engine.
 
 Measured on 2 cores, local disk: a flush of 10 spooled rows took 13.8 s as a fresh
 session's first through Spark (a dozen small Spark jobs, cold), 3.3 s warm, and 0.11 s through

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 from usage_calls import a_call, flush_at_once
 
+from aiquery.usage.driver import merges
 from aiquery.usage.driver.committer import UsageCommitter, committer
 from aiquery.usage.driver.merges import USAGE
 from aiquery.usage.driver.settings import usage_settings
@@ -104,3 +105,34 @@ def test_a_table_delta_rs_cannot_write_is_left_to_spark(spark, tmp_path: Path) -
     source = pa.Table.from_pylist([row], schema=ARROW_SCHEMA)
     assert USAGE.run_delta_rs(Target(location), source) is False
     assert spark.read.format("delta").load(location).count() == 0
+
+
+def test_a_batch_touching_a_large_day_is_merged_by_spark(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """delta-rs holds the partitions a MERGE touches in memory: past the limit, Spark merges
+    that batch, and delta-rs still merges the next small one."""
+    from deltalake import DeltaTable
+
+    committer(spark).stop()
+    try:
+        location = usage_settings(spark).location
+        flusher = _committer(spark, tmp_path / "spool", "delta-rs")
+        writer = SpoolWriter(tmp_path / "spool", CALL)
+
+        def flush_one() -> str:
+            request = Attempt(uuid.uuid4().hex, time.time(), 1, 1, 200, 5, 2)
+            writer.started(request)
+            writer.finished(request)
+            flusher.flush()
+            (row,) = _rows(spark, [request.request_id])
+            assert row.status_code == 200
+            return str(DeltaTable(location).history(1)[0].get("engineInfo") or "")
+
+        monkeypatch.setattr(merges, "DELTA_RS_MAX_TARGET_ROWS", 0)  # today's day is "large"
+        assert "Spark" in flush_one()
+        monkeypatch.setattr(merges, "DELTA_RS_MAX_TARGET_ROWS", 10**12)
+        assert "Spark" not in flush_one()  # delta-rs again: the engine was not given up
+        writer.close()
+    finally:
+        committer(spark).start()

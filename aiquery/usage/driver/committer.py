@@ -34,7 +34,15 @@ from pyspark.sql import SparkSession
 
 from aiquery.errors import ConfigError
 from aiquery.settings import is_classic
-from aiquery.usage.driver.merges import ATTEMPTS, CACHED, SAVED, USAGE, Merge, is_conflict
+from aiquery.usage.driver.merges import (
+    ATTEMPTS,
+    CACHED,
+    SAVED,
+    USAGE,
+    Merge,
+    is_conflict,
+    too_large_for_delta_rs,
+)
 from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
 from aiquery.usage.driver.targets import Target, delta_rs_target, hadoop_settings
@@ -214,7 +222,7 @@ class UsageCommitter:
 
     def _merge(self, merge: Merge, location: str, table: pa.Table, pruning: str = "") -> None:
         target = self._target(location)
-        if target is not None:
+        if target is not None and not too_large_for_delta_rs(target, table):
             if merge.run_delta_rs(target, table, pruning):
                 return
             self._delta_rs = False

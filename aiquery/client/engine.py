@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from aiquery.client.transport import AiohttpTransport, Transport
 from aiquery.client.wire import Wire
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.errors import RequestError
-from aiquery.usage.record import CACHE, DUPLICATE, Saved
+from aiquery.usage.record import CACHE, DUPLICATE, Saved, new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +382,7 @@ class BatchEngine:
     def _saved(self, rows: int, source: str) -> None:
         """Rows answered without a request, written on the engine's loop (a relay needs it)."""
         if self.recorder is not None:
-            line = Saved(uuid.uuid4().hex, time.time(), rows, source)
+            line = Saved(new_id(), time.time(), rows, source)
             self._loop.call_soon(self.recorder.saved, line)
 
     @property

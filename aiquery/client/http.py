@@ -11,7 +11,6 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,7 +34,7 @@ from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import RequestError, truncate
 from aiquery.protocols.common import REQUEST_ID_HEADER, ProtocolError
 from aiquery.protocols.errors import read_error
-from aiquery.usage.record import Attempt, CacheEntry, Saved
+from aiquery.usage.record import Attempt, CacheEntry, Saved, new_id
 
 log = logging.getLogger("aiquery")
 
@@ -159,7 +158,7 @@ class EndpointClient:
         attempt = failures = 0
         while True:
             attempt += 1
-            request_id = uuid.uuid4().hex
+            request_id = new_id()
             sent = await self._send(payload, estimate, request_id, attempt, len(inputs))
             if isinstance(sent, Outcome):  # not sent: the breaker tripped, or the budget is spent
                 return sent

@@ -5,7 +5,6 @@ record each request once."""
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,11 +13,11 @@ from usage_calls import a_call, flush_at_once
 
 from aiquery.usage.driver import merges
 from aiquery.usage.driver.committer import UsageCommitter, committer
-from aiquery.usage.driver.merges import USAGE
+from aiquery.usage.driver.merges import USAGE, Ran
 from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.driver.targets import Target
 from aiquery.usage.executor import SpoolWriter
-from aiquery.usage.record import ARROW_SCHEMA, DDL, Attempt
+from aiquery.usage.record import ARROW_SCHEMA, DDL, Attempt, new_id
 
 pytestmark = pytest.mark.spark
 
@@ -51,7 +50,7 @@ def test_a_placeholder_is_completed_by_its_finish_in_a_later_flush(
         spool = tmp_path / "spool"
         flusher = _committer(spark, spool, engine)
         writer = SpoolWriter(spool, CALL)
-        request = Attempt(uuid.uuid4().hex, time.time(), 1, 1)
+        request = Attempt(new_id(), time.time(), 1, 1)
         writer.started(request)
         assert flusher.flush() == 1
         (placeholder,) = _rows(spark, [request.request_id])
@@ -80,7 +79,7 @@ def test_spark_and_delta_rs_racing_on_one_spool_record_each_request_once(
         for _ in range(3):  # rounds: each a fresh spool file, both engines flushing at once
             writer = SpoolWriter(spool, CALL)
             for _ in range(200):
-                request = Attempt(uuid.uuid4().hex, time.time(), 1, 1, 200, 5, 2)
+                request = Attempt(new_id(), time.time(), 1, 1, 200, 5, 2)
                 writer.started(request)
                 writer.finished(request)
                 ids.append(request.request_id)
@@ -103,15 +102,15 @@ def test_a_table_delta_rs_cannot_write_is_left_to_spark(spark, tmp_path: Path) -
     row = {field.name: None for field in ARROW_SCHEMA}
     row.update(request_id="r", event_date=pa.scalar(0, pa.date32()).as_py())
     source = pa.Table.from_pylist([row], schema=ARROW_SCHEMA)
-    assert USAGE.run_delta_rs(Target(location), source) is False
+    assert USAGE.run_delta_rs(Target(location), source) is Ran.NOT_WRITABLE
     assert spark.read.format("delta").load(location).count() == 0
 
 
-def test_a_batch_touching_a_large_day_is_merged_by_spark(
+def test_a_batch_whose_scope_is_too_large_for_delta_rs_is_merged_by_spark(
     spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    """delta-rs holds the partitions a MERGE touches in memory: past the limit, Spark merges
-    that batch, and delta-rs still merges the next small one."""
+    """delta-rs holds the files a MERGE reads in memory: past the limit, Spark merges that
+    batch (its scope clause included), and delta-rs still merges the next small one."""
     from deltalake import DeltaTable
 
     committer(spark).stop()
@@ -120,19 +119,28 @@ def test_a_batch_touching_a_large_day_is_merged_by_spark(
         flusher = _committer(spark, tmp_path / "spool", "delta-rs")
         writer = SpoolWriter(tmp_path / "spool", CALL)
 
-        def flush_one() -> str:
-            request = Attempt(uuid.uuid4().hex, time.time(), 1, 1, 200, 5, 2)
-            writer.started(request)
-            writer.finished(request)
-            flusher.flush()
-            (row,) = _rows(spark, [request.request_id])
-            assert row.status_code == 200
+        def engine() -> str:
             return str(DeltaTable(location).history(1)[0].get("engineInfo") or "")
 
-        monkeypatch.setattr(merges, "DELTA_RS_MAX_TARGET_ROWS", 0)  # today's day is "large"
-        assert "Spark" in flush_one()
+        first = Attempt(new_id(), time.time(), 1, 1)
+        writer.started(first)
+        flusher.flush()
+        assert "Spark" not in engine()  # a placeholder, by delta-rs
+        # Its finish: the batch's scope is the placeholder's file, one row over the limit.
+        monkeypatch.setattr(merges, "DELTA_RS_MAX_TARGET_ROWS", 0)
+        writer.finished(Attempt(first.request_id, first.event_time, 1, 1, 200, 5, 2))
+        flusher.flush()
+        assert "Spark" in engine()
+        (row,) = _rows(spark, [first.request_id])
+        assert (row.status_code, row.latency_ms) == (200, 5)  # completed, not duplicated
+        # The next batch goes to delta-rs again: the engine was not given up.
         monkeypatch.setattr(merges, "DELTA_RS_MAX_TARGET_ROWS", 10**12)
-        assert "Spark" not in flush_one()  # delta-rs again: the engine was not given up
+        second = Attempt(new_id(), time.time(), 1, 1, 200, 5, 2)
+        writer.started(second)
+        writer.finished(second)
+        flusher.flush()
+        assert "Spark" not in engine()
+        assert len(_rows(spark, [second.request_id])) == 1
         writer.close()
     finally:
         committer(spark).start()

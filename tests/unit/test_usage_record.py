@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime
+import time
+import uuid
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
@@ -22,6 +24,7 @@ from aiquery.usage.record import (
     Call,
     attempt_line,
     header_line,
+    new_id,
     parse_line,
     usage_row,
 )
@@ -105,16 +108,65 @@ def test_a_placeholder_ignores_anything_but_what_a_started_line_holds() -> None:
     assert row["tokens_estimated"] is None and row["error_message"] == NO_ANSWER
 
 
-def test_a_merge_reads_only_the_days_of_its_batch() -> None:
-    from datetime import date
+def test_record_ids_are_uuid7s_in_time_order_and_unique() -> None:
+    before = time.time_ns() // 1_000_000
+    first = new_id()
+    time.sleep(0.002)
+    second = new_id()
+    after = time.time_ns() // 1_000_000
+    for found in (first, second):
+        parsed = uuid.UUID(hex=found)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert len(found) == 32 and found == parsed.hex
+        assert before <= int(found[:12], 16) <= after  # its millisecond
+    assert first < second  # a later millisecond sorts later
+    assert len({new_id() for _ in range(10_000)}) == 10_000
 
-    from aiquery.usage.driver.committer import pruning
 
-    across_midnight = {
-        "a": {"event_date": date(2026, 12, 2)},
-        "b": {"event_date": date(2026, 12, 3)},
-        "c": {"event_date": date(2026, 12, 2)},
-    }
-    assert pruning(across_midnight) == (" AND t.event_date IN (DATE'2026-12-02', DATE'2026-12-03')")
-    assert pruning({"a": {"event_date": "2026-12-02' OR 1=1 --"}}) == ""  # never inlined
-    assert pruning({}) == ""
+def _batch(ids: list[str], days: list[date]) -> pa.Table:
+    rows = []
+    for request_id, day in zip(ids, days, strict=True):
+        row = dict.fromkeys(NAMES)
+        row.update(request_id=request_id, event_date=day)
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+
+
+def test_a_merge_scope_names_the_batch_days_and_key_range() -> None:
+    from aiquery.usage.driver.merges import CACHED, USAGE
+
+    across_midnight = _batch(
+        ["0b", "0a", "0c"], [date(2026, 12, 2), date(2026, 12, 3), date(2026, 12, 2)]
+    )
+    assert USAGE.scope(across_midnight) == (
+        " AND t.event_date IN (DATE'2026-12-02', DATE'2026-12-03')"
+        " AND t.request_id BETWEEN '0a' AND '0c'"
+    )
+    injected = _batch(["0a", "z' OR 1=1 --"], [date(2026, 12, 2)] * 2)
+    assert "BETWEEN" not in USAGE.scope(injected)  # never inlined
+    assert USAGE.scope(_batch([], [])) == ""
+    assert CACHED.key is None  # its keys are hashes: a range would hold them all
+
+
+def test_the_rows_in_a_batch_scope_are_counted_from_the_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Files of the batch's day whose key range meets the batch's are counted; other days,
+    and files of the same day written at other times, are not."""
+    from deltalake import DeltaTable, write_deltalake
+
+    from aiquery.usage.driver.merges import USAGE
+
+    today, yesterday = date(2026, 12, 3), date(2026, 12, 2)
+    location = str(tmp_path / "usage")
+    for ids, day in [(["01", "02", "03"], today), (["07", "08"], today), (["02", "09"], yesterday)]:
+        write_deltalake(
+            location, _batch(ids, [day] * len(ids)), partition_by=["event_date"], mode="append"
+        )
+    table = DeltaTable(location)
+
+    def counted(ids: list[str], day: date = today) -> int:
+        return USAGE.rows_in_scope(table, _batch(ids, [day] * len(ids)))
+
+    assert counted(["025"]) == 3  # the first file only
+    assert counted(["05", "06"]) == 0  # between the two files: none read
+    assert counted(["00", "99"]) == 5  # both
+    assert counted(["02"], yesterday) == 2

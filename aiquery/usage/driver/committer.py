@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import atexit
 import logging
-import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,15 +33,7 @@ from pyspark.sql import SparkSession
 
 from aiquery.errors import ConfigError
 from aiquery.settings import is_classic
-from aiquery.usage.driver.merges import (
-    ATTEMPTS,
-    CACHED,
-    SAVED,
-    USAGE,
-    Merge,
-    is_conflict,
-    too_large_for_delta_rs,
-)
+from aiquery.usage.driver.merges import ATTEMPTS, CACHED, SAVED, USAGE, Merge, Ran, is_conflict
 from aiquery.usage.driver.settings import usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
 from aiquery.usage.driver.targets import Target, delta_rs_target, hadoop_settings
@@ -64,17 +55,6 @@ from aiquery.usage.record import (
 log = logging.getLogger("aiquery")
 
 MERGE_BATCH_ROWS = 50_000
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def pruning(rows: Mapping[str, Mapping[str, Any]]) -> str:
-    """What a batch's MERGE adds to its ON clause so Delta reads only the partitions that
-    can match, the batch's days: `t.event_date = s.event_date` alone names none, so the
-    MERGE read every day the table ever had. Implied by the join: it changes no match."""
-    days = sorted({str(row["event_date"]) for row in rows.values()})
-    if not days or not all(_DAY.fullmatch(d) for d in days):
-        return ""
-    return " AND t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in days) + ")"
 
 
 class UsageCommitter:
@@ -160,7 +140,7 @@ class UsageCommitter:
         count = len(rows)
         if rows:
             table = pa.Table.from_pylist(list(rows.values()), schema=ARROW_SCHEMA)
-            self._merge(USAGE, self.location, table, pruning(rows))
+            self._merge(USAGE, self.location, table)
         rows.clear()
         return count
 
@@ -170,7 +150,7 @@ class UsageCommitter:
             return
         self._ensure_saved_table()
         table = pa.Table.from_pylist(list(saved.values()), schema=SAVED_ARROW_SCHEMA)
-        self._merge(SAVED, saved_table_location(self.location), table, pruning(saved))
+        self._merge(SAVED, saved_table_location(self.location), table)
         saved.clear()
 
     def _merge_cached(self, cached: dict[str, dict[str, Any]]) -> None:
@@ -220,16 +200,19 @@ class UsageCommitter:
             self._targets[location] = delta_rs_target(location, hadoop_settings(self.spark))
         return self._targets[location]
 
-    def _merge(self, merge: Merge, location: str, table: pa.Table, pruning: str = "") -> None:
+    def _merge(self, merge: Merge, location: str, table: pa.Table) -> None:
         target = self._target(location)
-        if target is not None and not too_large_for_delta_rs(target, table):
-            if merge.run_delta_rs(target, table, pruning):
+        if target is not None:
+            ran = merge.run_delta_rs(target, table)
+            if ran is Ran.MERGED:
                 return
-            self._delta_rs = False
+            if ran is Ran.NOT_WRITABLE:
+                self._delta_rs = False
+        scope = merge.scope(table)
         with self._source(table) as source:
             for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    self.spark.sql(merge.sql(source, pruning))
+                    self.spark.sql(merge.sql(source, scope))
                     return
                 except Exception as e:  # a concurrent writer won: retry against the new snapshot
                     if attempt == ATTEMPTS or not is_conflict(e):

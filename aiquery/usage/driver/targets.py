@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 from aiquery.usage.driver.settings import local_path
 
 if TYPE_CHECKING:
+    from deltalake import DeltaTable
     from pyspark.sql import SparkSession
 
 Hadoop = Callable[[str], "str | None"]  # a Hadoop setting by name (None: unset)
@@ -73,6 +74,12 @@ class Target:
     @property
     def local(self) -> bool:
         return not self.options and "://" not in self.uri
+
+    def open(self) -> DeltaTable:
+        """The table's newest version."""
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.uri, storage_options=dict(self.options) or None)
 
     def redact(self, text: str) -> str:
         """`text` (an error to log) with every credential of the options replaced by ***,

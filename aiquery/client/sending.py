@@ -107,8 +107,13 @@ def _size(value: Any) -> int:
 
 
 # Answers kept per task for inputs that repeat after their first answer arrived. Bounded
-# by size (prompts and answers both count), least recently used out first.
-MEMO_BYTES = 64 * 1024 * 1024
+# by the memory they take (prompts, answers and each entry's own objects), least recently
+# used out first. Enough for the inputs that repeat most (a column of a few thousand
+# distinct values); a task of unique inputs fills it and stays there: its peak memory is
+# the same for 100,000 rows and for 1,000,000. Repeats it forgets, the driver's exchange
+# and the response cache still catch.
+MEMO_BYTES = 16 * 1024 * 1024
+MEMO_ENTRY_BYTES = 200  # the ordered dict's entry, its tuple and the RowResult (tracemalloc)
 
 
 class Memo:
@@ -130,7 +135,7 @@ class Memo:
         """Remember `item` for `key`; `payload` is what it holds, for its size."""
         if key in self._items:
             return
-        size = _size(key) + _size(payload)
+        size = _size(key) + _size(payload) + MEMO_ENTRY_BYTES
         self._items[key] = (item, size)
         self.bytes += size
         while self.bytes > MEMO_BYTES and self._items:

@@ -18,12 +18,11 @@ import argparse
 import json
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from aiquery.usage.executor import SpoolWriter
-from aiquery.usage.record import COLUMNS, NAMES, Attempt, Call
+from aiquery.usage.record import COLUMNS, NAMES, Attempt, Call, new_id
 
 CALL = Call(
     invocation_id="bench",
@@ -47,7 +46,7 @@ def spool(directory: Path, rows: int) -> None:
     writers = [SpoolWriter(directory, CALL), SpoolWriter(directory, CALL)]
     for i in range(rows):
         writer = writers[i % 2]
-        started = Attempt(uuid.uuid4().hex, time.time(), 1, 1)
+        started = Attempt(new_id(), time.time(), 1, 1)
         writer.started(started)
         writer.finished(
             Attempt(

@@ -11,13 +11,15 @@ import pyarrow as pa
 import pytest
 from usage_calls import a_call, flush_at_once
 
+from aiquery.usage import executor
 from aiquery.usage.driver import merges
 from aiquery.usage.driver.committer import UsageCommitter, committer
 from aiquery.usage.driver.merges import USAGE, Ran
 from aiquery.usage.driver.settings import usage_settings
+from aiquery.usage.driver.spool import spool_files
 from aiquery.usage.driver.targets import Target
 from aiquery.usage.executor import SpoolWriter
-from aiquery.usage.record import ARROW_SCHEMA, DDL, Attempt, new_id
+from aiquery.usage.record import ARROW_SCHEMA, DDL, NO_ANSWER, Attempt, new_id
 
 pytestmark = pytest.mark.spark
 
@@ -41,21 +43,76 @@ def _rows(spark, ids: list[str]) -> list:  # type: ignore[no-untyped-def]
     )
 
 
+def _done(started: Attempt) -> Attempt:
+    return Attempt(started.request_id, started.event_time, 1, 1, 200, 42, 7)
+
+
 @pytest.mark.parametrize("engine", ["delta-rs", "spark"])
-def test_a_placeholder_is_completed_by_its_finish_in_a_later_flush(
+def test_a_start_waits_for_its_finish_while_its_writer_may_still_write_it(
+    spark, tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A finish often lands in the writer's next file: the background flusher gives the
+    table the finished row only, never a placeholder to rewrite later. A start left when its
+    writer ends becomes a placeholder, and so does one still waiting when a reader asks for
+    the table as it is now."""
+    monkeypatch.setattr(executor, "ROTATE_LINES", 3)  # a header and two lines a file
+    committer(spark).stop()  # the background flusher must not read this spool
+    try:
+        spool = tmp_path / "spool"
+        flusher = _committer(spark, spool, engine)
+        writer = SpoolWriter(spool, CALL)
+        a, b, c = (Attempt(new_id(), time.time(), 1, 1) for _ in range(3))
+        writer.started(a)
+        writer.started(b)
+        writer.started(c)  # the first file is full: c starts the second
+        writer.finished(_done(a))
+        first, second = spool_files(spool)
+        assert (first.suffix, second.suffix) == (".jsonl", ".open")
+        assert flusher.flush(background=True) == 1
+        assert [r.request_id for r in _rows(spark, [a.request_id, b.request_id, c.request_id])] == [
+            a.request_id
+        ]
+        assert spool_files(spool) == [first, second]  # the closed file holds b's start
+        writer.finished(_done(b))
+        assert flusher.flush(background=True) == 1
+        (row,) = _rows(spark, [b.request_id])
+        assert row.status_code == 200
+        assert spool_files(spool) == [second]  # nothing waits on the first file now
+        writer.close()  # the task ends without c's answer
+        assert flusher.flush(background=True) == 1
+        (placeholder,) = _rows(spark, [c.request_id])
+        assert placeholder.status_code is None and placeholder.latency_ms is None
+        assert placeholder.error_message == NO_ANSWER
+        assert spool_files(spool) == []
+        d = Attempt(new_id(), time.time(), 1, 1)
+        writer.started(d)  # a live writer's start: held back, then asked for
+        assert flusher.flush(background=True) == 0 and _rows(spark, [d.request_id]) == []
+        assert flusher.flush() == 1
+        (placeholder,) = _rows(spark, [d.request_id])
+        assert placeholder.status_code is None
+        writer.close()
+    finally:
+        committer(spark).start()
+
+
+@pytest.mark.parametrize("engine", ["delta-rs", "spark"])
+def test_a_placeholder_is_completed_by_a_finish_that_comes_after_all(
     spark, tmp_path: Path, engine: str
 ) -> None:  # type: ignore[no-untyped-def]
-    committer(spark).stop()  # the background flusher must not read this spool
+    """A writer that looked done (between two files, or idle past the abandon time) may
+    still write a finish: the later flush completes the placeholder."""
+    committer(spark).stop()
     try:
         spool = tmp_path / "spool"
         flusher = _committer(spark, spool, engine)
         writer = SpoolWriter(spool, CALL)
         request = Attempt(new_id(), time.time(), 1, 1)
         writer.started(request)
+        writer.close()
         assert flusher.flush() == 1
         (placeholder,) = _rows(spark, [request.request_id])
         assert placeholder.latency_ms is None and placeholder.status_code is None
-        writer.finished(Attempt(request.request_id, request.event_time, 1, 1, 200, 42, 7))
+        writer.finished(_done(request))
         writer.close()
         flusher.flush()
         flusher.flush()  # again: nothing changes
@@ -124,8 +181,9 @@ def test_a_batch_whose_scope_is_too_large_for_delta_rs_is_merged_by_spark(
 
         first = Attempt(new_id(), time.time(), 1, 1)
         writer.started(first)
+        writer.close()  # the writer looks done: its start goes in as a placeholder
         flusher.flush()
-        assert "Spark" not in engine()  # a placeholder, by delta-rs
+        assert "Spark" not in engine()  # by delta-rs
         # Its finish: the batch's scope is the placeholder's file, one row over the limit.
         monkeypatch.setattr(merges, "DELTA_RS_MAX_TARGET_ROWS", 0)
         writer.finished(Attempt(first.request_id, first.event_time, 1, 1, 200, 5, 2))

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from aiquery.errors import ConfigError
-from aiquery.usage.driver.committer import DELTA_EXTENSION, require_delta
+from aiquery.usage.driver.settings import DELTA_EXTENSION, require_delta
 
 
 def session(*, loadable: bool, extensions: str | None) -> SimpleNamespace:

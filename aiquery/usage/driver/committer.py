@@ -1,12 +1,13 @@
 """The driver's usage committer: spool files → the Delta table, exactly once.
 
 Exactly-once comes from the data, not from bookkeeping: every row is keyed by its
-request id (a UUID the client sent as `x-request-id`), and a flush is a Delta MERGE that
-inserts ids not yet in the table and completes placeholder rows (a started request whose
-finish arrives in a later flush). Re-running a flush, ingesting a file twice after a
-crash, a retried task, or two jobs and the CLI flushing at once: none can duplicate a
-row. Concurrent MERGEs that conflict are retried, never dropped. Files are deleted only
-after their rows are committed and their writer has closed them (or died).
+request id (a UUIDv7 the client sent as `x-request-id`), and a flush is a Delta MERGE
+that inserts ids not yet in the table and completes placeholder rows (a started request
+whose writer ended without its finish; should the finish still arrive, a later flush
+completes it). Re-running a flush, ingesting a file twice after a crash, a retried task,
+or two jobs and the CLI flushing at once: none can duplicate a row. Concurrent MERGEs
+that conflict are retried, never dropped. Files are deleted only after their rows are
+committed and their writer has closed them (or died).
 
 Flushes run at every `aiquery.flush_usage(spark)`, from a background thread (about 2 s after
 a job stops writing, and every `flushIntervalSeconds` during a long one), before
@@ -31,11 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
-from aiquery.errors import ConfigError
 from aiquery.settings import is_classic
 from aiquery.usage.driver.merges import ATTEMPTS, CACHED, SAVED, USAGE, Merge, Ran, is_conflict
-from aiquery.usage.driver.settings import usage_settings
-from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files
+from aiquery.usage.driver.settings import require_delta, usage_settings
+from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files, writer_of
 from aiquery.usage.driver.targets import Target, delta_rs_target, hadoop_settings
 from aiquery.usage.record import (
     ARROW_SCHEMA,
@@ -57,6 +57,14 @@ log = logging.getLogger("aiquery")
 MERGE_BATCH_ROWS = 50_000
 
 
+# writer -> its starts without a finish so far: request id -> (the file holding it, its row)
+Waiting = dict[str, dict[str, tuple[Path, dict[str, Any]]]]
+
+
+def _copy(waiting: Waiting) -> Waiting:
+    return {writer: dict(starts) for writer, starts in waiting.items() if starts}
+
+
 class UsageCommitter:
     def __init__(
         self, spark: SparkSession, spool_dir: str | Path, location: str, *, in_memory: bool = False
@@ -71,7 +79,9 @@ class UsageCommitter:
         self._delta_rs = is_classic(spark)
         self._targets: dict[str, Target | None] = {}
         self._lock = threading.Lock()
+        # Read so far, by file name without its suffix: `.open` renamed `.jsonl` reads on.
         self._offsets: dict[Path, tuple[int, Call | None]] = {}
+        self._waiting: Waiting = {}
         self._table_ready = False
         self._saved_ready = False
         self._cache_ready = False
@@ -91,49 +101,62 @@ class UsageCommitter:
         )
         self._table_ready = True
 
-    def flush(self) -> int:
-        """Commit everything spooled so far; returns the number of rows merged."""
+    def flush(self, *, background: bool = False) -> int:
+        """Commit everything spooled so far; returns the number of rows merged.
+
+        A start without its finish goes in as a placeholder row. In a `background` flush it
+        waits while its writer may still write the finish (often into its next file: they
+        rotate): as a row, its finish would make a MERGE rewrite the file holding it, and a
+        long job's MERGEs rewrote one growing file. The files holding it stay until then."""
         with self._lock:
             self._activate()
             self.ensure_table()
             files = spool_files(self.spool_dir)
             # Decided before reading: a file is finished only if no writer can still append
-            # to it. Asked after reading, a writer that died in between would lose the
-            # lines it wrote in that window.
+            # to it (asked after, a writer that died meanwhile would lose its last lines).
             finished = [p for p in files if p.suffix == ".jsonl" or is_abandoned(p)]
+            live = {writer_of(p) for p in set(files) - set(finished)}  # may still write
             rows: dict[str, dict[str, Any]] = {}
             saved: dict[str, dict[str, Any]] = {}
             cached: dict[str, dict[str, Any]] = {}
             progress: dict[Path, tuple[int, Call | None]] = {}
+            waiting = _copy(self._waiting)
             merged = 0
             for path in files:
-                offset, header = self._offsets.get(path, (0, None))
+                name = path.with_suffix("")
+                offset, header = self._offsets.get(name, (0, None))
                 found, new_offset, header = read_rows(path, offset, header)
-                progress[path] = (new_offset, header)
+                progress[name] = (new_offset, header)
                 saved.update((row["saved_id"], row) for row in found.saved)
                 cached.update((row["key"], row) for row in found.cached)  # the newest wins
+                starts = waiting.setdefault(writer_of(path), {})
                 for row in found.usage:
-                    kept = rows.get(row["request_id"])
-                    # A finished row beats a placeholder for the same request.
-                    if kept is None or (
-                        kept["latency_ms"] is None and row["latency_ms"] is not None
-                    ):
+                    if row["latency_ms"] is None:  # started, no finish in this part
+                        starts[row["request_id"]] = (name, row)
+                    else:
+                        starts.pop(row["request_id"], None)
                         rows[row["request_id"]] = row
-                # Bounded batches keep the driver's memory flat however long the job ran;
-                # a placeholder and its finish in different batches still meet in MERGE.
+                # Bounded batches keep the driver's memory flat however long the job ran.
                 if max(len(rows), len(saved), len(cached)) >= MERGE_BATCH_ROWS:
                     merged += self._merge_batch(rows)
                     self._merge_saved(saved)
                     self._merge_cached(cached)
                     self._offsets.update(progress)
+                    self._waiting = _copy(waiting)
+            for writer in [w for w in waiting if w not in live or not background]:
+                for request_id, (_, row) in waiting.pop(writer).items():
+                    rows.setdefault(request_id, row)
             if rows:
                 merged += self._merge_batch(rows)
             self._merge_saved(saved)
             self._merge_cached(cached)
             self._offsets.update(progress)
+            self._waiting = _copy(waiting)
+            holding = {name for starts in waiting.values() for name, _ in starts.values()}
             for path in finished:
-                path.unlink(missing_ok=True)
-                self._offsets.pop(path, None)
+                if path.with_suffix("") not in holding:
+                    path.unlink(missing_ok=True)
+                    self._offsets.pop(path.with_suffix(""), None)
             return merged
 
     def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:
@@ -275,7 +298,7 @@ class UsageCommitter:
             if not quiet and time.monotonic() - last_flush < interval_s:
                 continue
             try:
-                if self.flush():
+                if self.flush(background=True):
                     last_flush = time.monotonic()
             except Exception:  # the session may be stopping; the files stay for next time
                 log.debug("aiquery: background usage flush failed", exc_info=True)
@@ -322,31 +345,6 @@ def start_committing(spark: SparkSession) -> None:
     if not found.ever_started:
         require_delta(spark)
         found.start(usage_settings(spark).flush_interval_s)
-
-
-DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
-
-
-def require_delta(spark: SparkSession) -> None:
-    """Usage is committed to a Delta table: a classic session without Delta Lake is told
-    how to add it before any request is sent, not by a failing background flush."""
-    if not is_classic(spark):
-        return  # a Connect server's Delta is the server's concern; its errors reach us
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    loadable = jvm.org.apache.spark.util.Utils.classIsLoadable(
-        "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-    )
-    if loadable and DELTA_EXTENSION in (spark.conf.get("spark.sql.extensions", None) or ""):
-        return
-    raise ConfigError(
-        "aiquery records every request in system.ai_gateway.usage, a Delta table, and this "
-        "Spark session has no Delta Lake"
-        + ("" if loadable else " on its class path")
-        + ": start it with aiquery.spark.session.spark_session(), or give spark-submit the "
-        "arguments `aiquery jvm --args` prints (Delta's package, extension and catalog); "
-        "or set aiquery.usage.enabled=false to record nothing."
-    )
 
 
 def flush(spark: SparkSession) -> int:

@@ -17,6 +17,8 @@ default):
 - `aiquery.usage.flushIntervalSeconds` (60): how often spooled records are committed
   while a job keeps running; they are also committed ~2 s after the spool goes quiet
   (each commit is a Delta MERGE, which costs a running job some CPU).
+
+`require_delta` says what a classic session without Delta Lake is missing.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from aiquery.errors import ConfigError
-from aiquery.settings import is_local, setting, spark_user
+from aiquery.settings import is_classic, is_local, setting, spark_user
 from aiquery.usage.executor import UsageContext
 
 if TYPE_CHECKING:
@@ -122,4 +124,29 @@ def usage_context(spark: SparkSession) -> UsageContext | None:
         requester=setting(spark.conf, "usage.requester") or spark_user(spark),
         invocation_id=uuid.uuid4().hex,
         app_id=spark.conf.get("spark.app.id", None),
+    )
+
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+
+
+def require_delta(spark: SparkSession) -> None:
+    """Usage is committed to a Delta table: a classic session without Delta Lake is told
+    how to add it before any request is sent, not by a failing background flush."""
+    if not is_classic(spark):
+        return  # a Connect server's Delta is the server's concern; its errors reach us
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    loadable = jvm.org.apache.spark.util.Utils.classIsLoadable(
+        "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    )
+    if loadable and DELTA_EXTENSION in (spark.conf.get("spark.sql.extensions", None) or ""):
+        return
+    raise ConfigError(
+        "aiquery records every request in system.ai_gateway.usage, a Delta table, and this "
+        "Spark session has no Delta Lake"
+        + ("" if loadable else " on its class path")
+        + ": start it with aiquery.spark.session.spark_session(), or give spark-submit the "
+        "arguments `aiquery jvm --args` prints (Delta's package, extension and catalog); "
+        "or set aiquery.usage.enabled=false to record nothing."
     )

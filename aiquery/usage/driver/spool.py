@@ -47,6 +47,11 @@ def spool_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.suffix in (".jsonl", ".open"))
 
 
+def writer_of(path: Path) -> str:
+    """The writer of a spool file: its name without the sequence number."""
+    return path.stem.rsplit("-", 1)[0]
+
+
 def is_abandoned(path: Path, max_idle_s: float = 900.0) -> bool:
     """An `.open` file whose writer is gone: a dead pid on this host, or idle for long."""
     if path.suffix != ".open":

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pyarrow as pa
 
@@ -22,11 +23,12 @@ from aiquery.usage.record import (
     STARTED,
     Attempt,
     Call,
+    Request,
     attempt_line,
     header_line,
     new_id,
     parse_line,
-    usage_row,
+    usage_table,
 )
 
 CALL = Call(
@@ -86,24 +88,30 @@ def test_spool_lines_round_trip_with_short_keys() -> None:
     assert parse_line(header_line(CALL)) == (HEADER, CALL)
 
 
+def _row(attempt: Attempt, *, finished: bool) -> dict[str, Any]:
+    (row,) = usage_table([Request(CALL, attempt, finished)]).to_pylist()
+    return row
+
+
 def test_rows_carry_every_column_and_build_an_arrow_table() -> None:
-    finished = usage_row(CALL, DONE, finished=True)
-    placeholder = usage_row(CALL, Attempt("r2", 1_800_000_001.0, 1, 1), finished=False)
+    finished = _row(DONE, finished=True)
+    placeholder = _row(Attempt("r2", 1_800_000_001.0, 1, 1), finished=False)
     assert list(finished) == list(NAMES) == list(placeholder)
     assert finished["event_time"] == datetime.fromtimestamp(DONE.event_time, UTC)
     assert finished["event_date"] == finished["event_time"].date()
     assert (finished["total_tokens"], finished["status_code"], finished["attempt"]) == (17, 200, 2)
-    assert finished["request_tags"] == {"team": "ml"} and finished["error_message"] is None
+    assert dict(finished["request_tags"]) == {"team": "ml"} and finished["error_message"] is None
     assert placeholder["status_code"] is None and placeholder["latency_ms"] is None
     assert placeholder["error_message"] == NO_ANSWER and placeholder["total_tokens"] is None
-    table = pa.Table.from_pylist([finished, placeholder], schema=ARROW_SCHEMA)
-    assert table.num_rows == 2 and table.column("rows").to_pylist() == [1, 1]
+    table = usage_table([Request(CALL, DONE, True), Request(CALL, DONE, False)])
+    assert table.schema == ARROW_SCHEMA and table.column("rows").to_pylist() == [1, 1]
+    assert usage_table([]).num_rows == 0
 
 
 def test_a_placeholder_ignores_anything_but_what_a_started_line_holds() -> None:
     # A finished attempt read as unfinished (its finish line in a later part of the file)
     # must not claim an answer yet.
-    row = usage_row(CALL, DONE, finished=False)
+    row = _row(DONE, finished=False)
     assert row["status_code"] is None and row["input_tokens"] is None
     assert row["tokens_estimated"] is None and row["error_message"] == NO_ANSWER
 

@@ -21,7 +21,15 @@ from aiquery.endpoints.registry import Endpoint
 from aiquery.spark.coordinator import Coordinator
 from aiquery.usage.driver.collector import BadBatchError, Collector
 from aiquery.usage.driver.spool import read_rows, spool_files
-from aiquery.usage.record import FINISHED, STARTED, Attempt, Call, attempt_line, header_line
+from aiquery.usage.record import (
+    FINISHED,
+    STARTED,
+    Attempt,
+    Call,
+    attempt_line,
+    header_line,
+    usage_table,
+)
 from aiquery.usage.relay import (
     SEQUENCE_HEADER,
     WRITER_HEADER,
@@ -53,7 +61,7 @@ def _done(rid: str) -> Attempt:
 def _rows(spool: Path) -> dict[str, dict[str, object]]:
     rows: dict[str, dict[str, object]] = {}
     for path in spool_files(spool):
-        for row in read_rows(path)[0].usage:
+        for row in usage_table(read_rows(path)[0].usage).to_pylist():
             kept = rows.get(row["request_id"])
             if kept is None or kept["latency_ms"] is None:
                 rows[row["request_id"]] = row

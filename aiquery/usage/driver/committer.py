@@ -38,7 +38,6 @@ from aiquery.usage.driver.settings import require_delta, usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files, writer_of
 from aiquery.usage.driver.targets import Target, delta_rs_target, hadoop_settings
 from aiquery.usage.record import (
-    ARROW_SCHEMA,
     CACHE_ARROW_SCHEMA,
     CACHE_DDL,
     CACHE_TABLE,
@@ -48,8 +47,10 @@ from aiquery.usage.record import (
     SAVED_TABLE,
     TABLE,
     Call,
+    Request,
     cache_table_location,
     saved_table_location,
+    usage_table,
 )
 
 log = logging.getLogger("aiquery")
@@ -57,8 +58,8 @@ log = logging.getLogger("aiquery")
 MERGE_BATCH_ROWS = 50_000
 
 
-# writer -> its starts without a finish so far: request id -> (the file holding it, its row)
-Waiting = dict[str, dict[str, tuple[Path, dict[str, Any]]]]
+# writer -> its starts without a finish so far: request id -> (the file holding it, it)
+Waiting = dict[str, dict[str, tuple[Path, Request]]]
 
 
 def _copy(waiting: Waiting) -> Waiting:
@@ -116,7 +117,7 @@ class UsageCommitter:
             # to it (asked after, a writer that died meanwhile would lose its last lines).
             finished = [p for p in files if p.suffix == ".jsonl" or is_abandoned(p)]
             live = {writer_of(p) for p in set(files) - set(finished)}  # may still write
-            rows: dict[str, dict[str, Any]] = {}
+            rows: dict[str, Request] = {}
             saved: dict[str, dict[str, Any]] = {}
             cached: dict[str, dict[str, Any]] = {}
             progress: dict[Path, tuple[int, Call | None]] = {}
@@ -130,12 +131,13 @@ class UsageCommitter:
                 saved.update((row["saved_id"], row) for row in found.saved)
                 cached.update((row["key"], row) for row in found.cached)  # the newest wins
                 starts = waiting.setdefault(writer_of(path), {})
-                for row in found.usage:
-                    if row["latency_ms"] is None:  # started, no finish in this part
-                        starts[row["request_id"]] = (name, row)
+                for request in found.usage:
+                    request_id = request.attempt.request_id
+                    if request.finished:
+                        starts.pop(request_id, None)
+                        rows[request_id] = request
                     else:
-                        starts.pop(row["request_id"], None)
-                        rows[row["request_id"]] = row
+                        starts[request_id] = (name, request)
                 # Bounded batches keep the driver's memory flat however long the job ran.
                 if max(len(rows), len(saved), len(cached)) >= MERGE_BATCH_ROWS:
                     merged += self._merge_batch(rows)
@@ -144,8 +146,8 @@ class UsageCommitter:
                     self._offsets.update(progress)
                     self._waiting = _copy(waiting)
             for writer in [w for w in waiting if w not in live or not background]:
-                for request_id, (_, row) in waiting.pop(writer).items():
-                    rows.setdefault(request_id, row)
+                for request_id, (_, request) in waiting.pop(writer).items():
+                    rows.setdefault(request_id, request)
             if rows:
                 merged += self._merge_batch(rows)
             self._merge_saved(saved)
@@ -159,10 +161,10 @@ class UsageCommitter:
                     self._offsets.pop(path.with_suffix(""), None)
             return merged
 
-    def _merge_batch(self, rows: dict[str, dict[str, Any]]) -> int:
+    def _merge_batch(self, rows: dict[str, Request]) -> int:
         count = len(rows)
         if rows:
-            table = pa.Table.from_pylist(list(rows.values()), schema=ARROW_SCHEMA)
+            table = usage_table(list(rows.values()))
             self._merge(USAGE, self.location, table)
         rows.clear()
         return count

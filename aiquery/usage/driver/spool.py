@@ -20,12 +20,11 @@ from aiquery.usage.record import (
     Attempt,
     CacheEntry,
     Call,
+    Request,
     Saved,
     cache_row,
-    fields_of,
     parse_line,
     saved_row,
-    usage_row,
 )
 
 # (STARTED | FINISHED, the attempt), (SAVED, the rows) or (CACHED, an answer)
@@ -33,9 +32,10 @@ Event = tuple[str, Attempt | Saved | CacheEntry]
 
 
 class Found(NamedTuple):
-    """What part of a spool file holds, as table rows."""
+    """What part of a spool file holds: requests (`usage_table` makes their rows), and
+    table rows."""
 
-    usage: list[dict[str, Any]]
+    usage: list[Request]
     saved: list[dict[str, Any]]
     cached: list[dict[str, Any]]
 
@@ -100,11 +100,9 @@ def read_events(
 def read_rows(
     path: Path, offset: int = 0, call: Call | None = None
 ) -> tuple[Found, int, Call | None]:
-    """Rows from `path` from byte `offset` on: (the rows, new offset, the file's header).
-
-    A started request with no finish in this part of the file becomes a placeholder row
-    (NULL status and latency) that a later finish replaces.
-    """
+    """What `path` holds from byte `offset` on: (requests and rows, new offset, the file's
+    header). A request started with no finish in this part of the file is not `finished`
+    (its finish may be in a later part, or in the writer's next file)."""
     events, new_offset, call = read_events(path, offset, call)
     if call is None:
         return Found([], [], []), offset, None
@@ -112,15 +110,10 @@ def read_rows(
     finished = {
         a.request_id: a for kind, a in events if kind == FINISHED and isinstance(a, Attempt)
     }
-    common = fields_of(call)  # once per file, not per row
-    rows = [usage_row(call, a, finished=True, common=common) for a in finished.values()]
-    rows += [
-        usage_row(call, a, finished=False, common=common)
-        for rid, a in started.items()
-        if rid not in finished
-    ]
+    requests = [Request(call, a, True) for a in finished.values()]
+    requests += [Request(call, a, False) for rid, a in started.items() if rid not in finished]
     saved = [saved_row(call, s) for kind, s in events if kind == SAVED and isinstance(s, Saved)]
     cached = [
         cache_row(call, c) for kind, c in events if kind == CACHED and isinstance(c, CacheEntry)
     ]
-    return Found(rows, saved, cached), new_offset, call
+    return Found(requests, saved, cached), new_offset, call

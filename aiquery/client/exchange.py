@@ -31,17 +31,53 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 SHARE_PATH = "/share"
 STALE_S = 10.0  # a claim of a task silent this long (4 heartbeats) goes to the next task that asks
 EXCHANGE_BYTES = 64 * 1024 * 1024  # answers the driver keeps, over every exchange
 IDLE_S = 600.0  # an exchange unused this long is forgotten (its query is over)
-SEEN_MAX = 1_000_000  # inputs an exchange remembers, until the first repeat (~60 MB at most)
+SEEN_MAX = 1_000_000  # inputs an exchange remembers, until the first repeat (8 MB at most)
+SEEN_BUFFER = 65_536  # of those, the newest kept in a set before they join the sorted array
+
+
+class _Seen:
+    """The hashes of the keys an exchange was offered, 8 bytes each: a sorted array, and
+    the newest in a set until there are `SEEN_BUFFER` of them. (A set of Python ints took
+    ~64 bytes a key: at 1,000,000 keys, 60 MB of the driver.)"""
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, np.int64)
+        self._new: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._new)
+
+    def among(self, shorts: Sequence[int]) -> list[bool]:
+        """Whether each of `shorts` was added before now (one search for them all)."""
+        if not len(self._sorted):
+            return [short in self._new for short in shorts]
+        values = np.fromiter(shorts, np.int64, len(shorts))
+        at = np.searchsorted(self._sorted, values).clip(max=len(self._sorted) - 1)
+        older = (self._sorted[at] == values).tolist()
+        return [old or short in self._new for old, short in zip(older, shorts, strict=True)]
+
+    def add(self, short: int) -> None:
+        self._new.add(short)
+        if len(self._new) >= SEEN_BUFFER:
+            new = np.sort(np.fromiter(self._new, np.int64, len(self._new)))
+            self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
+            self._new.clear()
+
+    def clear(self) -> None:
+        self._sorted = np.empty(0, np.int64)
+        self._new.clear()
 
 
 @dataclass(slots=True)
 class _Exchange:
     claims: dict[str, str] = field(default_factory=dict)  # key -> claimant
-    seen: set[int] = field(default_factory=set)  # hashes of the keys offered, until a repeat
+    seen: _Seen = field(default_factory=_Seen)  # the keys offered, until a repeat
     repeats: bool = False  # an input was offered twice: answers are worth publishing
     used: float = 0.0
 
@@ -134,7 +170,10 @@ class AnswerExchange:
         dry: bool,
     ) -> Offer:
         offer = Offer({}, [], [])
-        for key in keys:
+        # 64-bit hashes: a false repeat only publishes answers early.
+        shorts = [] if found.repeats else [hash(key) for key in keys]
+        seen = found.seen.among(shorts)
+        for i, key in enumerate(keys):
             answer = self._answers.get((exchange, key))
             if answer is not None:
                 self._answers.move_to_end((exchange, key))
@@ -145,10 +184,9 @@ class AnswerExchange:
             gone = owner is not None and now - self._heard.get(owner, 0.0) > self.stale_s
             if owner is None or owner == claimant or (gone and not dry):
                 if not found.repeats:
-                    short = hash(key)  # 64 bits: a false repeat only publishes answers early
-                    found.repeats = owner is None and short in found.seen
+                    found.repeats = owner is None and seen[i]
                     if len(found.seen) < SEEN_MAX:
-                        found.seen.add(short)
+                        found.seen.add(shorts[i])
                 found.claims[key] = claimant
                 offer.yours.append(key)
             else:

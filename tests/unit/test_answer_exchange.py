@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
+from aiquery.client import exchange as exchange_module
 from aiquery.client.exchange import AnswerExchange, offer_from_json
 
 
@@ -30,6 +33,21 @@ def test_answers_are_wanted_only_once_the_query_shows_repeats() -> None:
     assert exchange.offer("q", "c", ["k2"]).wait == ["k2"]
     exchange.offer("q", "a", [], answers={"k2": "x"})
     assert exchange.offer("q", "c", ["k2"]).found == {"k2": "x"}
+
+
+def test_a_repeat_is_seen_however_long_ago_its_first_offer_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The keys seen move from a set to a sorted array as they pile up: a repeat of one
+    offered long before is found in either."""
+    monkeypatch.setattr(exchange_module, "SEEN_BUFFER", 3)
+    exchange = AnswerExchange()
+    for n in range(10):  # one task sends ten inputs, dropping each answer: no repeat yet
+        exchange.offer("q", "a", [f"k{n}"])
+        assert exchange.offer("q", "a", [], answered=[f"k{n}"]).want == []
+    assert len(exchange._exchanges["q"].seen) == 10
+    assert exchange.offer("q", "b", ["new", "k1"]).yours == ["new", "k1"]  # k1: a repeat
+    assert exchange.offer("q", "b", [], answered=["new"]).want == ["new"]
 
 
 def test_a_task_waiting_for_an_input_makes_its_answer_wanted() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import uuid
 from typing import Any
 
 import pyarrow as pa
@@ -16,9 +15,9 @@ import pytest
 from standalone import ObjectStorage
 
 from aiquery.usage.driver import merges
-from aiquery.usage.driver.merges import USAGE
+from aiquery.usage.driver.merges import USAGE, Ran
 from aiquery.usage.driver.targets import Target, delta_rs_target
-from aiquery.usage.record import ARROW_SCHEMA
+from aiquery.usage.record import ARROW_SCHEMA, new_id
 from aiquery.usage.report import load_rows
 
 WRITERS = 4
@@ -68,14 +67,14 @@ def test_delta_rs_writers_racing_on_s3_record_each_request_once(
     monkeypatch.setattr(merges, "is_conflict", counted)
     # Each writer: 100 requests of its own, and the same 50 placeholders every writer has
     # (a started request seen by each flush), finished by the last writer only.
-    shared = [uuid.uuid4().hex for _ in range(50)]
-    own = [[uuid.uuid4().hex for _ in range(100)] for _ in range(WRITERS)]
+    shared = [new_id() for _ in range(50)]
+    own = [[new_id() for _ in range(100)] for _ in range(WRITERS)]
     batches = [
         pa.concat_tables([_rows(mine, finished=True), _rows(shared, finished=n == WRITERS - 1)])
         for n, mine in enumerate(own)
     ]
     start = threading.Barrier(WRITERS)
-    results: list[bool | BaseException] = []
+    results: list[Ran | BaseException] = []
 
     def write(batch: pa.Table) -> None:
         start.wait()
@@ -89,7 +88,7 @@ def test_delta_rs_writers_racing_on_s3_record_each_request_once(
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert results == [True] * WRITERS
+    assert results == [Ran.MERGED] * WRITERS
     assert lost_races, "no writer lost a race for a version: the test proves nothing"
 
     for name, value in object_storage.env({}).items():
@@ -116,7 +115,7 @@ def test_a_store_delta_rs_cannot_reach_goes_to_spark_without_showing_credentials
     target = delta_rs_target("s3a://lake/usage", settings.get)
     assert target is not None
     with caplog.at_level(logging.WARNING, logger="aiquery"):
-        assert USAGE.run_delta_rs(target, _rows(["r"], finished=True)) is False
+        assert USAGE.run_delta_rs(target, _rows(["r"], finished=True)) is Ran.NOT_WRITABLE
     (record,) = caplog.records
     message = record.getMessage()
     assert "Spark merges s3a://lake/usage from now on" in message

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from aiquery.settings import is_classic
+from aiquery.usage.driver import memory
 from aiquery.usage.driver.merges import ATTEMPTS, CACHED, SAVED, USAGE, Merge, Ran, is_conflict
 from aiquery.usage.driver.settings import require_delta, usage_settings
 from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files, writer_of
@@ -78,6 +79,8 @@ class UsageCommitter:
         # (`merges`, `targets`); a Spark Connect client's paths are the server's. False once
         # a table refused delta-rs: Spark merges from then on.
         self._delta_rs = is_classic(spark)
+        if self._delta_rs:
+            memory.prepare()
         self._targets: dict[str, Target | None] = {}
         self._lock = threading.Lock()
         # Read so far, by file name without its suffix: `.open` renamed `.jsonl` reads on.
@@ -159,6 +162,8 @@ class UsageCommitter:
                 if path.with_suffix("") not in holding:
                     path.unlink(missing_ok=True)
                     self._offsets.pop(path.with_suffix(""), None)
+            if merged:
+                memory.give_back()
             return merged
 
     def _merge_batch(self, rows: dict[str, Request]) -> int:

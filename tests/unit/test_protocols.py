@@ -104,7 +104,8 @@ def test_embeddings_round_trip_in_both_encodings(vectors: list[list[float]], fmt
 
 
 def test_a_malformed_base64_embedding_is_a_protocol_error() -> None:
-    for bad, problem in [("not base64!", "not valid base64"), ("AAAA", "whole number")]:
+    invalid = ["not base64!", "AAA", "AA\nAA", "AA=A", "AAAé"]  # alphabet, padding, ASCII
+    for bad, problem in [*((b, "not valid base64") for b in invalid), ("AAAA", "whole number")]:
         body = {"data": [{"index": 0, "embedding": bad}]}
         with pytest.raises(ProtocolError, match=problem):
             oai.decode_embedding_response(body, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -81,3 +82,48 @@ def test_give_back_returns_freed_heap_to_the_system() -> None:
     )
     before, after = map(int, done.stdout.split())
     assert before - after >= 150, (before, after)
+
+
+# A block freed from its own mapping raises glibc's mmap threshold to its size; 100 blocks of
+# 1 MiB then come from the heap, and freed under a block still in use, they stay resident.
+_FRAGMENTS = """
+    import os
+    from aiquery.usage.driver import memory
+
+    def rss_mb():
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) // 1024
+
+    pinned = memory.keep_heap_small() if os.environ.get("PIN") == "1" else False
+    big = b"x" * (8 << 20)
+    del big
+    before = rss_mb()
+    blocks = [b"x" * (1 << 20) for _ in range(100)]
+    kept = blocks[-1]
+    del blocks
+    print(pinned, rss_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's thresholds")
+def test_keep_heap_small_unmaps_large_blocks_when_freed() -> None:
+    def freed_but_resident(pin: str, **env: str) -> tuple[str, int]:
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(_FRAGMENTS)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env={**os.environ, "PIN": pin, **env},
+        )
+        pinned, grown = done.stdout.split()
+        return pinned, int(grown)
+
+    # The control: glibc's own thresholds keep ~99 MiB freed but resident.
+    assert freed_but_resident("0")[1] >= 80
+    pinned, grown = freed_but_resident("1")
+    assert pinned == "True" and grown <= 10, grown
+    # A threshold of the user's own is theirs: nothing pinned, and glibc does as told.
+    pinned, grown = freed_but_resident("1", MALLOC_MMAP_THRESHOLD_=str(64 << 20))
+    assert pinned == "False" and grown >= 80, grown

@@ -81,6 +81,7 @@ class UsageCommitter:
         self._delta_rs = is_classic(spark)
         if self._delta_rs:
             memory.prepare()
+        memory.keep_heap_small()  # the flushes' memory goes back to the system (`memory`)
         self._targets: dict[str, Target | None] = {}
         self._lock = threading.Lock()
         # Read so far, by file name without its suffix: `.open` renamed `.jsonl` reads on.

@@ -4,6 +4,7 @@ record each request once."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from usage_calls import a_call, flush_at_once
 
 from aiquery.usage import executor
+from aiquery.usage.driver import committer as committer_module
 from aiquery.usage.driver import merges
 from aiquery.usage.driver.committer import UsageCommitter, committer
 from aiquery.usage.driver.merges import USAGE, Ran
@@ -91,6 +93,47 @@ def test_a_start_waits_for_its_finish_while_its_writer_may_still_write_it(
         (placeholder,) = _rows(spark, [d.request_id])
         assert placeholder.status_code is None
         writer.close()
+    finally:
+        committer(spark).start()
+
+
+def test_a_flush_cuts_its_batches_by_time_across_writers(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Two tasks write at once; each MERGE batch is a stretch of time across both, so no
+    batch's id range reaches into another's (a batch reads back, from the table, every file
+    of an earlier batch its range meets). Read writer by writer, the second writer's
+    batches spanned the first's."""
+    monkeypatch.setattr(executor, "ROTATE_LINES", 5)  # a header and two requests a file
+    monkeypatch.setattr(committer_module, "MERGE_BATCH_ROWS", 4)
+    committer(spark).stop()  # the background flusher must not read this spool
+    try:
+        spool = tmp_path / "spool"
+        flusher = _committer(spark, spool, "delta-rs")
+        batches: list[list[str]] = []
+        merge_batch = flusher._merge_batch
+
+        def spy(rows: dict) -> int:  # type: ignore[type-arg]
+            batches.append(sorted(rows))
+            return merge_batch(rows)
+
+        flusher._merge_batch = spy  # type: ignore[method-assign]
+        writers = [SpoolWriter(spool, CALL), SpoolWriter(spool, CALL)]
+        ids = []
+        for i in range(16):
+            started = Attempt(new_id(), time.time(), 1, 1)
+            writers[i % 2].started(started)
+            writers[i % 2].finished(_done(started))
+            ids.append(started.request_id)
+            time.sleep(0.02)  # files finished in turn have distinct modification times
+        for writer in writers:
+            writer.close()
+        assert flusher.flush() == 16
+        assert sorted(i for batch in batches for i in batch) == sorted(ids)
+        assert len(batches) == 4, batches
+        for earlier, later in itertools.pairwise(batches):
+            assert earlier[-1] < later[0], batches
+        assert len(_rows(spark, ids)) == 16
     finally:
         committer(spark).start()
 

@@ -36,7 +36,13 @@ from aiquery.settings import is_classic
 from aiquery.usage.driver import memory
 from aiquery.usage.driver.merges import ATTEMPTS, CACHED, SAVED, USAGE, Merge, Ran, is_conflict
 from aiquery.usage.driver.settings import require_delta, usage_settings
-from aiquery.usage.driver.spool import is_abandoned, read_rows, spool_files, writer_of
+from aiquery.usage.driver.spool import (
+    in_time_order,
+    is_abandoned,
+    read_rows,
+    spool_files,
+    writer_of,
+)
 from aiquery.usage.driver.targets import Target, delta_rs_target, hadoop_settings
 from aiquery.usage.record import (
     CACHE_ARROW_SCHEMA,
@@ -127,7 +133,7 @@ class UsageCommitter:
             progress: dict[Path, tuple[int, Call | None]] = {}
             waiting = _copy(self._waiting)
             merged = 0
-            for path in files:
+            for path in in_time_order(files):  # each batch a stretch of time (`spool`)
                 name = path.with_suffix("")
                 offset, header = self._offsets.get(name, (0, None))
                 found, new_offset, header = read_rows(path, offset, header)

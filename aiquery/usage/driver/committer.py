@@ -62,7 +62,7 @@ from aiquery.usage.record import (
 
 log = logging.getLogger("aiquery")
 
-MERGE_BATCH_ROWS = 50_000
+MERGE_BATCH_ROWS = 25_000  # rows a MERGE takes at most (README: the driver's memory)
 
 
 # writer -> its starts without a finish so far: request id -> (the file holding it, it)

@@ -253,7 +253,7 @@ class Probe:
         self.emulator_pid = emulator_pid
         self.period_s = period_s
         self.peaks: dict[int, tuple[str, int]] = {}
-        self.worker_cpu_seen: dict[int, float] = {}  # a worker's CPU when last sampled
+        self.worker_seen: dict[int, tuple[float, int]] = {}  # (own CPU, parent) last sampled
         self.own_cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="probe", daemon=True)
@@ -264,8 +264,8 @@ class Probe:
                 kb = _status_kb(pid, "VmHWM")
                 if kb and kb > self.peaks.get(pid, (role, 0))[1]:
                     self.peaks[pid] = (role, kb)
-                if role == "workers" and _stat(pid) is not None:
-                    self.worker_cpu_seen[pid] = _cpu_s(pid, children=True)
+                if role == "workers" and (found := _stat(pid)) is not None:
+                    self.worker_seen[pid] = (_cpu_s(pid), found[0])
 
     def _run(self) -> None:
         started = time.thread_time()
@@ -278,7 +278,7 @@ class Probe:
         for pids in tree.values():
             for pid in pids:
                 _reset_peak(pid)
-        self.worker_cpu_before = {pid: _cpu_s(pid, children=True) for pid in tree["workers"]}
+        self.worker_cpu_before = {pid: _cpu_s(pid) for pid in tree["workers"]}
         self.cpu_before = self.processes.cpu()
         self.emulator_before = _cpu_s(self.emulator_pid)
         self.busy_before = _machine_busy_s()
@@ -292,19 +292,21 @@ class Probe:
         self._stop.set()
         self._thread.join()
         self._sample()
-        # Workers that did nothing meanwhile, nor did any worker they forked: another
-        # system's pool (a busy worker's daemon counts with it). One that exited meanwhile
-        # is judged by its CPU when last sampled: an idle pool's workers time out during a
-        # long run, and counted as busy, added ~200 MB to E's 2,000,000-row workers.
-        still = {pid: _stat(pid) for pid in self.worker_cpu_before}
+        # Workers that used no CPU of their own meanwhile, nor did any worker they forked:
+        # another system's pool (a busy worker's daemon counts with it). One that exited
+        # meanwhile is judged by its CPU when last sampled. An idle pool's workers time out
+        # during a long run: counted as busy, with their daemon (whose children's CPU took
+        # theirs as they were reaped), they added ~200 MB to E's 2,000,000-row workers.
+        seen = {
+            pid: (_cpu_s(pid), found[0]) if (found := _stat(pid)) else self.worker_seen.get(pid)
+            for pid in self.worker_cpu_before
+        }
         busy = {
             pid
             for pid, before in self.worker_cpu_before.items()
-            if (_cpu_s(pid, children=True) if still[pid] else self.worker_cpu_seen.get(pid, before))
-            - before
-            >= 0.02
+            if (now := seen[pid]) is not None and now[0] - before >= 0.02
         }
-        parents = {int(found[0]) for pid, found in still.items() if pid in busy and found}
+        parents = {now[1] for pid, now in seen.items() if pid in busy and now is not None}
         self.idle = set(self.worker_cpu_before) - busy - parents
         after = self.processes.cpu()
         self.cpu = {role: after[role] - self.cpu_before[role] for role in after}

@@ -17,7 +17,7 @@ pages resident, and in a job of hours the driver's footprint grew with every flu
 and unmapped when freed. `give_back` hands the remaining free pages back after each flush
 (milliseconds). Returning pages at once makes a 50,000-row MERGE ~0.1-0.2 s slower. In
 workload E's 2,000,000-row job the driver sat at 580-690 MB between flushes with none of
-this, 400-450 MB with `prepare` and `give_back`, and 356-379 MB, flat, with all three.
+this, 400-450 MB with `prepare` and `give_back`, and 340-380 MB, flat, with all three.
 """
 
 from __future__ import annotations

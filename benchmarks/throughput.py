@@ -292,19 +292,22 @@ class Probe:
         self._stop.set()
         self._thread.join()
         self._sample()
-        # Workers that used no CPU of their own meanwhile, nor did any worker they forked:
-        # another system's pool (a busy worker's daemon counts with it). One that exited
+        # Workers that used no CPU of their own meanwhile: another system's pool. A daemon
+        # (a worker's parent) counts only with a busy worker of its own. One that exited
         # meanwhile is judged by its CPU when last sampled. An idle pool's workers time out
-        # during a long run: counted as busy, with their daemon (whose children's CPU took
-        # theirs as they were reaped), they added ~200 MB to E's 2,000,000-row workers.
+        # during a long run: counted as busy, with their daemon (busy reaping them), they
+        # added ~200 MB to E's 2,000,000-row workers.
         seen = {
             pid: (_cpu_s(pid), found[0]) if (found := _stat(pid)) else self.worker_seen.get(pid)
             for pid in self.worker_cpu_before
         }
+        daemons = {
+            parent for _, parent in [*self.worker_seen.values(), *filter(None, seen.values())]
+        }
         busy = {
             pid
             for pid, before in self.worker_cpu_before.items()
-            if (now := seen[pid]) is not None and now[0] - before >= 0.02
+            if pid not in daemons and (now := seen[pid]) is not None and now[0] - before >= 0.02
         }
         parents = {now[1] for pid, now in seen.items() if pid in busy and now is not None}
         self.idle = set(self.worker_cpu_before) - busy - parents

@@ -276,7 +276,7 @@ class EndpointClient:
         retryable = False
         if answer.status == 200:
             try:
-                outputs, usage = self.wire.decode(json.loads(answer.body), inputs)
+                outputs, usage = self.wire.decode(self.wire.read(answer.body), inputs)
                 outcome = Outcome(outputs)
                 self.breaker.success()
                 if self.tokens is not None:  # output tokens, and input beyond the estimate

@@ -172,7 +172,7 @@ def test_inputs_reach_the_emulator_intact_and_its_answers_reach_the_client_intac
 
     answered = answer(config, request, "req-1")
     body = operation.encode_response(answered.result)
-    outputs, usage = wire.decode(json.loads(_server_bytes(body)), inputs)
+    outputs, usage = wire.decode(wire.read(_server_bytes(body)), inputs)
 
     plain = [v.tolist() if isinstance(v, np.ndarray) else v for v in outputs]
     assert plain == _model_outputs(request)

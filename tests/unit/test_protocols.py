@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -9,9 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aiquery.client.wire import read_json, wire_for
+from aiquery.endpoints.registry import Endpoint
 from aiquery.protocols import anthropic, custom, gemini, responses
 from aiquery.protocols import openai as oai
 from aiquery.protocols.common import (
+    CHAT,
+    CUSTOM,
+    EMBEDDINGS,
     ChatRequest,
     ChatResult,
     CustomRequest,
@@ -201,3 +207,63 @@ def test_bad_request_tags_name_the_problem(raw: str, needle: str) -> None:
 
 def test_good_request_tags_parse() -> None:
     assert parse_request_tags('{"team": "ml", "project": "x"}') == {"team": "ml", "project": "x"}
+
+
+# --- reading a response body: orjson, answering as Python's json does ---------------------
+
+# What json.loads reads, including what orjson refuses; integers stay within 64 bits (below).
+json_bodies = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()  # NaN and ±Infinity too: json writes and reads them, orjson refuses
+    | st.text(),  # lone surrogates too: orjson refuses "\ud800", json reads it
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=20,
+)
+
+
+@given(json_bodies, st.booleans())
+def test_a_body_reads_as_json_reads_it(value: object, ascii_only: bool) -> None:
+    body = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    try:
+        expected = json.loads(body)
+    except UnicodeDecodeError:  # a raw lone surrogate is not UTF-8: json refuses it too
+        with pytest.raises(ValueError):
+            read_json(body)
+        return
+    # repr: NaN equals itself there, and -0.0 differs from 0.0.
+    assert repr(read_json(body)) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"NaN",
+        b"[Infinity, -Infinity]",
+        b"[1e400]",
+        b'"\\ud800"',
+        "\ufeff[1]".encode(),
+        '{"a": "\u00e9"}'.encode("utf-16"),
+    ],
+)
+def test_what_orjson_refuses_is_read_by_json(body: bytes) -> None:
+    assert repr(read_json(body)) == repr(json.loads(body))
+
+
+def test_a_body_that_is_not_json_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        read_json(b'{"choices": [')
+
+
+def test_a_custom_models_big_integers_stay_exact() -> None:
+    """orjson reads an integer beyond 64 bits as a float; a custom model's prediction can be
+    one (a DECIMAL(38, 0) answer), so its wire reads with json."""
+    body = b'{"predictions": [18446744073709551616, -9223372036854775809]}'
+    assert read_json(body)["predictions"][0] == float(2**64)  # why chat's reader is not used
+    wires = {
+        task: wire_for(Endpoint("e", "databricks", "http://x", task=task, model="m"), {})
+        for task in (CUSTOM, CHAT, EMBEDDINGS)
+    }
+    assert wires[CUSTOM].read(body)["predictions"] == [2**64, -(2**63) - 1]
+    assert wires[CHAT].read is read_json and wires[EMBEDDINGS].read is read_json

@@ -293,17 +293,18 @@ class Probe:
         self._thread.join()
         self._sample()
         # Workers that used no CPU of their own meanwhile: another system's pool. A daemon
-        # (a worker's parent) counts only with a busy worker of its own. One that exited
-        # meanwhile is judged by its CPU when last sampled. An idle pool's workers time out
-        # during a long run: counted as busy, with their daemon (busy reaping them), they
-        # added ~200 MB to E's 2,000,000-row workers.
+        # (the JVM's child; a worker's parent) counts only with a busy worker of its own. One
+        # that exited meanwhile is judged by its CPU when last sampled. An idle pool's workers
+        # time out during a long run: counted as busy, with their daemon (busy reaping them),
+        # they added ~200 MB to E's 2,000,000-row workers. Once they are gone, their daemon
+        # is still there, its own CPU moving a little: counted, it added 55 MB.
         seen = {
             pid: (_cpu_s(pid), found[0]) if (found := _stat(pid)) else self.worker_seen.get(pid)
             for pid in self.worker_cpu_before
         }
         daemons = {
             parent for _, parent in [*self.worker_seen.values(), *filter(None, seen.values())]
-        }
+        } | {pid for pid, now in seen.items() if now and now[1] not in self.worker_cpu_before}
         busy = {
             pid
             for pid, before in self.worker_cpu_before.items()
@@ -526,6 +527,7 @@ class Result:
     efficiency: float | None = None
     requests: int = 0
     cpu_ms_per_request: float | None = None  # Python driver + PySpark workers (bare: itself)
+    driver_cpu_ms_per_request: float | None = None  # the Python driver's part of it
     jvm_cpu_ms_per_request: float | None = None
     emulator_cpu_ms_per_request: float | None = None
     p50_ms: float | None = None
@@ -675,6 +677,7 @@ class Bench:
             requests=counts["requests"],
             # None when a worker died with a failed job and took its CPU times along.
             cpu_ms_per_request=round(client_cpu * 1000 / requests, 3) if client_cpu >= 0 else None,
+            driver_cpu_ms_per_request=round(probe.cpu["driver"] * 1000 / requests, 3),
             jvm_cpu_ms_per_request=round(probe.cpu["jvm"] * 1000 / requests, 3),
             emulator_cpu_ms_per_request=round(probe.emulator_cpu * 1000 / requests, 3),
             status_429=int(counts["statuses"].get("429", 0)),

@@ -1,0 +1,86 @@
+"""The benchmark's probe: which PySpark processes a measurement's workers' RSS counts.
+
+/proc is replaced by a table: a JVM with two daemons, as the benchmark's warm-up leaves them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks import throughput
+from benchmarks.throughput import Probe
+
+JVM, DAEMON, IDLE_DAEMON = 100, 200, 300
+BUSY = (201, 202)
+MB = 1024  # VmHWM is in kB
+
+
+class FakeProc:
+    """ppid, own CPU seconds and peak RSS (kB) per pid; `alive` is what /proc lists."""
+
+    def __init__(self) -> None:
+        self.parent = {DAEMON: JVM, IDLE_DAEMON: JVM, **{w: DAEMON for w in BUSY}}
+        self.cpu = dict.fromkeys([JVM, DAEMON, IDLE_DAEMON, *BUSY], 1.0)
+        self.hwm = {DAEMON: 55 * MB, IDLE_DAEMON: 55 * MB, **{w: 205 * MB for w in BUSY}}
+        self.alive = set(self.parent)
+
+    def stat(self, pid: int) -> tuple[int, Any] | None:
+        return (self.parent[pid], None) if pid in self.alive else None
+
+    def tree(self) -> dict[str, list[int]]:
+        return {"driver": [1], "jvm": [JVM], "workers": sorted(self.alive)}
+
+    def cpu_by_role(self) -> dict[str, float]:
+        return {"driver": 0.0, "jvm": 0.0, "workers": sum(self.cpu[p] for p in self.alive)}
+
+
+@pytest.fixture
+def proc(monkeypatch: pytest.MonkeyPatch) -> FakeProc:
+    fake = FakeProc()
+    monkeypatch.setattr(throughput, "_stat", fake.stat)
+    monkeypatch.setattr(throughput, "_cpu_s", lambda pid, children=False: fake.cpu.get(pid, 0.0))
+    monkeypatch.setattr(
+        throughput, "_status_kb", lambda pid, key: fake.hwm[pid] if pid in fake.alive else 0
+    )
+    monkeypatch.setattr(throughput, "_reset_peak", lambda pid: None)
+    monkeypatch.setattr(throughput, "_machine_busy_s", lambda: 0.0)
+    return fake
+
+
+class Processes:
+    def __init__(self, fake: FakeProc) -> None:
+        self.tree, self.cpu = fake.tree, fake.cpu_by_role
+
+
+def measure(proc: FakeProc, work: float = 5.0, idle_daemon_cpu: float = 0.05) -> Probe:
+    with Probe(Processes(proc), emulator_pid=999, period_s=60) as probe:  # type: ignore[arg-type]
+        for pid in (DAEMON, *BUSY):
+            proc.cpu[pid] += work
+        proc.cpu[IDLE_DAEMON] += idle_daemon_cpu  # its select loop, over a long run
+    return probe
+
+
+def test_a_daemon_without_workers_of_its_own_is_not_counted(proc: FakeProc) -> None:
+    """The idle pool's workers timed out before the measurement: their daemon stays at
+    55 MB, and its own CPU moves. It is not this job's (E's 2,000,000 rows read +12%)."""
+    probe = measure(proc)
+    assert probe.rss_mb("workers") == 2 * 205 + 55  # the busy workers and their daemon
+    assert IDLE_DAEMON in probe.idle
+
+
+def test_an_idle_pool_with_workers_is_not_counted(proc: FakeProc) -> None:
+    proc.parent.update({301: IDLE_DAEMON, 302: IDLE_DAEMON})
+    proc.cpu.update({301: 1.0, 302: 1.0})
+    proc.hwm.update({301: 71 * MB, 302: 71 * MB})
+    proc.alive |= {301, 302}
+    probe = measure(proc, idle_daemon_cpu=0.0)
+    assert probe.rss_mb("workers") == 2 * 205 + 55
+    assert {IDLE_DAEMON, 301, 302} <= probe.idle
+
+
+def test_busy_workers_and_their_daemon_count(proc: FakeProc) -> None:
+    probe = measure(proc, idle_daemon_cpu=0.0)
+    assert probe.idle == {IDLE_DAEMON}
+    assert probe.rss_mb("workers") == 465.0

@@ -302,9 +302,7 @@ class Probe:
             pid: (_cpu_s(pid), found[0]) if (found := _stat(pid)) else self.worker_seen.get(pid)
             for pid in self.worker_cpu_before
         }
-        daemons = {
-            parent for _, parent in [*self.worker_seen.values(), *filter(None, seen.values())]
-        } | {pid for pid, now in seen.items() if now and now[1] not in self.worker_cpu_before}
+        daemons = {pid for pid, now in seen.items() if now and now[1] not in self.worker_cpu_before}
         busy = {
             pid
             for pid, before in self.worker_cpu_before.items()

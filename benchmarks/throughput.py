@@ -1070,7 +1070,7 @@ def _source() -> dict[str, Any]:
             done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return ""
-        return done.stdout.strip()
+        return done.stdout.rstrip("\n")  # a status line may start with a space (" M path")
 
     changed = git("status", "--porcelain", "--", "aiquery").splitlines()
     return {"commit": git("rev-parse", "HEAD"), "aiquery_changed": [c[3:] for c in changed]}

@@ -41,7 +41,7 @@ from aiquery.protocols.common import CHAT, COMPLETIONS, CUSTOM, EMBEDDINGS
 from aiquery.protocols.tags import RequestTagsError, parse_request_tags, validate_request_tags
 from aiquery.protocols.tasks import FUNCTION_TAG, Task
 from aiquery.settings import is_local, master, parallelism, setting
-from aiquery.spark import ddl
+from aiquery.spark import ddl, vectors
 from aiquery.spark.cache import cache_enabled
 from aiquery.usage.driver.settings import usage_context
 from aiquery.usage.executor import UsageContext
@@ -95,6 +95,7 @@ class CallSpec:
     task: Task | None = None  # an AI function's task (ai_classify, ...); None: ai_query
     inputs: tuple[str, ...] = ("request",)  # the UDF's arguments, by parameter name
     variant: bool = False  # the value is a VARIANT, carried as JSON text
+    packed: bool = False  # vectors leave the worker packed, for the JVM extension to unpack
 
     @property
     def function(self) -> str:
@@ -108,6 +109,11 @@ class CallSpec:
     def result_type(self) -> DataType:
         value = self.value_type
         return value if self.fail_on_error or self.variant else ddl.error_struct_type(value)
+
+    @property
+    def worker_type(self) -> DataType:
+        """The type the Python worker returns: the result type, its vectors packed if `packed`."""
+        return (vectors.packed_type(self.result_type) if self.packed else None) or self.result_type
 
     def fingerprint(self) -> str:
         """A stable name for the UDF of this call site (the token is not part of it)."""

@@ -178,11 +178,20 @@ def _analyze_call(session: Any, call: Mapping[str, Any]) -> tuple[CallSpec, list
 
 def _answer(spec: CallSpec, inputs: list[int] | None = None) -> dict[str, Any]:
     """The JVM's answer for a call: its result type, the spec executors unpickle, the
-    arguments the UDF takes, and whether Spark parses its JSON text as a VARIANT."""
+    arguments the UDF takes, whether Spark parses its JSON text as a VARIANT, and the type
+    the worker returns when that is not the result type (embeddings travel packed: the JVM
+    unpacks them, `aiquery.spark.vectors`)."""
+    from aiquery.protocols.common import EMBEDDINGS
+    from aiquery.spark import vectors
+
+    if inputs is not None and spec.endpoint.task == EMBEDDINGS:  # the extension unpacks
+        spec = replace(spec, packed=vectors.packed_type(spec.result_type) is not None)
     blob = base64.b64encode(pickle.dumps(spec)).decode("ascii")
     answer: dict[str, Any] = {"ok": True, "type": spec.result_type.json(), "spec": blob}
     if inputs is not None:
         answer.update(inputs=inputs, variant=spec.variant)
+        if spec.packed:
+            answer.update(workerType=spec.worker_type.json())
     return answer
 
 

@@ -22,7 +22,7 @@ from aiquery import logs
 from aiquery.client.engine import BatchEngine
 from aiquery.client.wire import USER_AGENT, wire_for
 from aiquery.errors import RequestError
-from aiquery.spark import answers, worker_setup
+from aiquery.spark import answers, vectors, worker_setup
 from aiquery.spark.callspec import CallSpec
 from aiquery.spark.rows import Rows
 from aiquery.spark.runtime import bind
@@ -50,12 +50,12 @@ def make_udf(spark: SparkSession, spec: CallSpec) -> UserDefinedFunction:
         def ai_query(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
             yield from run(bound, batches)
 
-        return arrow_iter_udf(ai_query, bound.result_type)
+        return arrow_iter_udf(ai_query, bound.worker_type)
 
     def ai_query_n(batches: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
         yield from run(bound, batches)
 
-    return arrow_iter_udf(ai_query_n, bound.result_type)
+    return arrow_iter_udf(ai_query_n, bound.worker_type)
 
 
 def run(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
@@ -93,14 +93,18 @@ def run(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
         try:
             for results in engine.map(inputs()):
                 values = rows.values(results, contents.popleft())
-                if not isinstance(spec.result_type, ArrayType):
+                if not spec.packed and not isinstance(spec.result_type, ArrayType):
                     yield answers.to_arrow_array(values, spec.result_type)
                     continue
                 # Spark checks only the total row count, so a batch of vectors (40 MB for
                 # 10,000 rows of 1,024 floats) goes back in slices, not as one more copy.
                 for start in range(0, max(1, len(values)), _VECTOR_SLICE):
                     chunk = values[start : start + _VECTOR_SLICE]
-                    yield answers.to_arrow_array(chunk, spec.result_type)
+                    yield (
+                        vectors.pack(chunk, spec.result_type)
+                        if spec.packed
+                        else answers.to_arrow_array(chunk, spec.result_type)
+                    )
         except RequestError as e:  # said of the function the user called (ai_classify, ...)
             raise e.for_function(spec.function) from None
 

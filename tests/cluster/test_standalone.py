@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyspark
 import pytest
 from standalone import HADOOP_AWS_PACKAGE, Cluster, ObjectStorage
 
 from aiquery.serving.control import EmulatorControl
+from aiquery.serving.embedding import embed
 from aiquery.serving.server import EmulatorServer
 from aiquery.spark.session import delta_package, submit_args
 from aiquery.usage.report import load_rows
@@ -133,6 +135,55 @@ def test_a_spark_submitted_job_keeps_its_master_and_its_spark_aiquery_settings(
     assert sorted(r["request_id"] for r in rows) == sorted(r["request_id"] for r in served)
     assert {r["requester"] for r in rows} == {"scheduler"}
     assert "delivery spool" in done.stdout  # executors wrote the shared spool themselves
+
+
+VECTORS_JOB = """
+import json
+import aiquery
+from aiquery.spark.session import spark_session
+
+spark = spark_session("aiquery-vectors")
+frame = aiquery.sql(
+    spark, "SELECT id, ai_query('databricks-gte-large-en', concat('cluster ', id)) AS v FROM range(0, 6, 1, 2)"
+)
+packed = "UnsafeArrayData.fromPrimitiveArray" in frame._jdf.queryExecution().executedPlan().toString()
+print(json.dumps({"packed": packed, "vectors": {r.id: r.v for r in frame.collect()}}))
+"""
+
+
+def test_executors_unpack_embeddings_with_spark_alone_and_refuse_a_foreign_layout(
+    cluster: Cluster, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The executors have no aiquery class (only the driver loads the extension): the packed
+    vectors come back exact. An executor JVM laying out arrays unlike the driver's fails the
+    job with the way out, instead of reading the wrong bytes."""
+    script = tmp_path / "vectors.py"
+    script.write_text(VECTORS_JOB)
+    submit = str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
+
+    def run(*conf: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            # The extension on the driver's class path, as `aiquery jvm --args` gives it.
+            [submit, "--master", cluster.master_url, *submit_args(), *SMALL,
+             "--conf", f"spark.sql.warehouse.dir={tmp_path / 'warehouse'}",
+             "--conf", "spark.aiquery.usage.enabled=false", "--conf", "spark.task.maxFailures=1",
+             *(arg for setting in conf for arg in ("--conf", setting)), str(script)],
+            env={**_env(emulator), "PYSPARK_PYTHON": sys.executable},
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    done = run()
+    assert done.returncode == 0, _why(done)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["packed"] is True
+    assert report["vectors"] == {
+        str(i): np.asarray(embed(f"cluster {i}", 1024), dtype=np.float32).tolist() for i in range(6)
+    }
+    # 24 bytes before a byte array's data instead of the driver's 16.
+    foreign = run("spark.executor.extraJavaOptions=-XX:-UseCompressedClassPointers")
+    assert foreign.returncode != 0
+    assert "a packed embedding's header is not where this driver's JVM expects it" in foreign.stderr
+    assert "give the executors the driver's JVM options" in foreign.stderr
 
 
 def test_the_embedded_default_is_refused_on_a_cluster_with_the_way_out(

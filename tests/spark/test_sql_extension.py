@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyspark
 import pytest
 from pyspark.errors import AnalysisException
@@ -24,6 +25,7 @@ from pyspark.sql.types import (
 import aiquery
 from aiquery.protocols.common import Message
 from aiquery.serving.control import EmulatorControl
+from aiquery.serving.embedding import embed
 from aiquery.serving.models import chat_reply
 from aiquery.serving.server import EmulatorServer
 from aiquery.spark.session import submit_args
@@ -119,6 +121,36 @@ def test_persistent_views_and_sql_functions_may_call_ai_query(
         spark.sql("DROP VIEW IF EXISTS summaries")
         spark.sql("DROP FUNCTION IF EXISTS correct_grammar")
     assert len(control.requests()) == 4
+
+
+def test_embeddings_cross_packed_and_come_back_bit_for_bit(
+    spark, workspace, control: EmulatorControl
+) -> None:  # type: ignore[no-untyped-def]
+    """Vectors leave the worker as packed BINARY and Spark's own expressions unpack them;
+    the unpacking reads the call several times, and Spark still sends each input once."""
+    frame = spark.sql(
+        """SELECT id,
+             ai_query('databricks-gte-large-en', text) AS v,
+             ai_query('databricks-gte-large-en', text, returnType => 'ARRAY<DOUBLE>') AS d,
+             ai_query('databricks-gte-large-en', text, failOnError => false) AS w
+           FROM (SELECT id, IF(id = 2, NULL, concat('packed ', id)) AS text FROM range(0, 5, 1, 2))"""
+    )
+    assert frame.schema["v"].dataType == ArrayType(FloatType())
+    assert frame.schema["d"].dataType.simpleString() == "array<double>"
+    assert (
+        frame.schema["w"].dataType.simpleString()
+        == "struct<result:array<float>,errorMessage:string>"
+    )
+    plan = frame._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("UnsafeArrayData.fromPrimitiveArray") == 3  # packed, one unpacking each
+    rows = {r.id: r for r in frame.collect()}
+    for i in (0, 1, 3, 4):
+        vector = np.asarray(embed(f"packed {i}", 1024), dtype=np.float32)
+        assert rows[i].v == rows[i].w.result == vector.tolist()
+        assert rows[i].d == vector.astype(np.float64).tolist()
+        assert rows[i].w.errorMessage is None
+    assert rows[2].v is None and rows[2].d is None and rows[2].w.result is None
+    assert control.stats()["databricks-gte-large-en"]["items"] == 3 * 4
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,8 @@
 package io.aiquery.spark;
 
+import java.util.HashMap;
+import java.util.Map;
+import org.apache.spark.sql.catalyst.expressions.ExprId;
 import org.apache.spark.sql.catalyst.expressions.Expression;
 import org.apache.spark.sql.catalyst.expressions.PythonUDF;
 import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
@@ -12,10 +15,15 @@ import scala.runtime.AbstractPartialFunction;
  * definition, a DataFrame not yet collected, a statement with a bad call elsewhere). Binding
  * is aiquery's Python {@code runtime.bind}: the embedded emulator, the usage committer, the
  * coordinator, in the driver's Python; idempotent there.
+ *
+ * <p>A call may appear several times in one expression (an embedding's unpacking reads it
+ * more than once, see {@link Vectors}); every occurrence becomes the same bound UDF, so Spark
+ * still runs the call once.
  */
 public final class BindAiQuery extends Rule<LogicalPlan> {
   @Override
   public LogicalPlan apply(LogicalPlan plan) {
+    Map<ExprId, Expression> bound = new HashMap<>();
     return plan.transformAllExpressionsWithSubqueries(
         new AbstractPartialFunction<Expression, Expression>() {
           @Override
@@ -25,7 +33,8 @@ public final class BindAiQuery extends Rule<LogicalPlan> {
 
           @Override
           public Expression apply(Expression e) {
-            return PythonCall.bind((PythonUDF) e);
+            PythonUDF call = (PythonUDF) e;
+            return bound.computeIfAbsent(call.resultId(), id -> PythonCall.bind(call));
           }
         });
   }

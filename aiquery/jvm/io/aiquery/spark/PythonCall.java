@@ -23,7 +23,7 @@ import scala.jdk.javaapi.CollectionConverters;
  * the arguments the analysis chose (the request, the files, the texts). Its command is a
  * pickle of {@code aiquery.spark.extension.udf_for(spec)}, so executors run aiquery's one
  * engine. A VARIANT result travels as JSON text and is parsed by Spark's own {@code
- * parse_json}.
+ * parse_json}; embeddings travel packed and are unpacked by {@link Vectors}.
  */
 final class PythonCall {
   /** Where an unbound call keeps its analysed spec (never passed to a worker: binding drops it). */
@@ -36,17 +36,23 @@ final class PythonCall {
   /** The planned call, unbound: analysis starts nothing (see {@link BindAiQuery}). */
   static Expression udf(String name, JsonNode analysed, List<Expression> children) {
     DataType resultType = DataType.fromJson(analysed.path("type").asText());
+    // What the worker hands back, when not the result type itself: embeddings packed.
+    DataType workerType =
+        analysed.hasNonNull("workerType")
+            ? DataType.fromJson(analysed.path("workerType").asText())
+            : resultType;
     Map<String, String> unbound = new HashMap<>();
     unbound.put(UNBOUND_SPEC, analysed.path("spec").asText());
     Expression call =
         new PythonUDF(
             name,
-            function(analysed.path("spec").asText(), resultType, unbound),
-            resultType,
+            function(analysed.path("spec").asText(), workerType, unbound),
+            workerType,
             CollectionConverters.asScala(children).toSeq(),
             PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF(),
             false, // nondeterministic: Spark must never run a call twice to collapse projections
             NamedExpression.newExprId());
+    call = Vectors.unpack(call, workerType, resultType);
     return analysed.path("variant").asBoolean() ? new ParseJson(call, true) : call;
   }
 

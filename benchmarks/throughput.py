@@ -75,6 +75,7 @@ EMBEDDINGS = "databricks-gte-large-en"
 TASKS = 2  # local[2]: two partitions, two tasks at once
 PER_TASK = 64  # aiquery.concurrencyPerTask (its default)
 CONCURRENCY = TASKS * PER_TASK
+LATENCY_SEED = 16  # the emulator's latency draws, the same for every system
 BATCH = 100  # embedding inputs per request (aiquery's default max_batch_size)
 WORKLOADS = "ABCDEF"
 SYSTEMS = ("aiquery", "aiquery_usage_off", "aiquery_default", "naive_udf", "bare_aiohttp")
@@ -341,7 +342,12 @@ class Emulator:
         """Start-up knobs, an empty request log, then this measurement's latency and limits."""
         self.control.reset()
         distribution = faults.pop("latency_distribution", "fixed")
-        self.control.set_faults(latency_ms=latency_ms, latency_distribution=distribution)
+        # Every measurement draws the same latencies (common random numbers): with a 2 s
+        # exponential mean, the longest of 20,000 draws is ~20 s +- 2.6 s, the drain that
+        # ends the job, so unpaired draws moved one run's Fexp ratio by +-5%.
+        self.control.set_faults(
+            latency_ms=latency_ms, latency_distribution=distribution, seed=LATENCY_SEED
+        )
         if faults:
             self.control.set_faults(endpoint=endpoint, **faults)
 
@@ -743,7 +749,8 @@ class Bench:
                     em.url, em.token, endpoint, rows, timeout_s, long=long, concurrency=concurrency
                 )
             except (subprocess.SubprocessError, ValueError) as e:
-                out, error = {"rows": 0, "seconds": probe.seconds, "cpu_s": 0.0}, repr(e)[:300]
+                seconds = time.perf_counter() - probe.started  # `seconds` is set on exit
+                out, error = {"rows": 0, "seconds": seconds, "cpu_s": 0.0}, repr(e)[:300]
         counts = em.counts(endpoint)
         requests = max(1, counts["requests"])
         latency = out.get("latencies_ms", {})

@@ -60,7 +60,12 @@ class EndpointLimits:
 
     def __init__(self, faults: Faults) -> None:
         self.faults = faults
-        self.rng = random.Random(faults.seed)
+        self.rng = random.Random(faults.seed)  # fault draws
+        # Latencies have their own stream: a request's fault is drawn after its latency has
+        # passed, in whatever order concurrent requests finish, so with one stream a seed
+        # would not repeat the latencies. With two, the k-th arrival's latency is the same
+        # in every run (benchmarks compare clients on the same draws).
+        self.latency_rng = random.Random(None if faults.seed is None else f"latency {faults.seed}")
         self.requests = (
             TokenBucket(faults.requests_per_minute) if faults.requests_per_minute else None
         )
@@ -103,9 +108,9 @@ class EndpointLimits:
         if mean <= 0:
             return 0.0
         if self.faults.latency_distribution == "exponential":
-            return self.rng.expovariate(1.0 / mean)
+            return self.latency_rng.expovariate(1.0 / mean)
         if self.faults.latency_distribution == "uniform":
-            return self.rng.uniform(0.0, 2.0 * mean)
+            return self.latency_rng.uniform(0.0, 2.0 * mean)
         return mean
 
     def draw_fault(self) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,19 @@ def test_exponential_latency_has_the_configured_mean() -> None:
     samples = [limits.latency_s() for _ in range(20_000)]
     assert sum(samples) / len(samples) == pytest.approx(0.1, rel=0.05)
     assert max(samples) > 0.3  # a real tail, not a fixed delay
+
+
+def test_a_seed_repeats_the_latencies_whatever_faults_are_drawn_between_them() -> None:
+    faults = Faults(latency_ms=100, latency_distribution="exponential", error_rate_500=0.5, seed=4)
+    first, second = EndpointLimits(faults), EndpointLimits(faults)
+    a = [first.latency_s() for _ in range(50)]
+    b = []
+    for i in range(50):  # concurrent requests: faults drawn in between, in another order
+        b.append(second.latency_s())
+        for _ in range(i % 3):
+            second.draw_fault()
+    assert a == b
+    assert EndpointLimits(replace(faults, seed=5)).latency_s() != a[0]
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,11 @@ def run(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
             contents.append(content)
             yield values
 
+    # Parsed once per task, not per batch; vectors go back in slices (below), packed when
+    # the JVM extension unpacks them.
+    result_type = spec.result_type
+    sliced = spec.packed or isinstance(result_type, ArrayType)
+    to_arrow = vectors.pack if spec.packed else answers.to_arrow_array
     # The engine drains the recorder on its loop as it closes, failed or not.
     with BatchEngine(
         spec.endpoint, wire, spec.settings, fail_fast=spec.fail_on_error, recorder=recorder
@@ -93,18 +98,13 @@ def run(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
         try:
             for results in engine.map(inputs()):
                 values = rows.values(results, contents.popleft())
-                if not spec.packed and not isinstance(spec.result_type, ArrayType):
-                    yield answers.to_arrow_array(values, spec.result_type)
+                if not sliced:
+                    yield to_arrow(values, result_type)
                     continue
                 # Spark checks only the total row count, so a batch of vectors (40 MB for
                 # 10,000 rows of 1,024 floats) goes back in slices, not as one more copy.
                 for start in range(0, max(1, len(values)), _VECTOR_SLICE):
-                    chunk = values[start : start + _VECTOR_SLICE]
-                    yield (
-                        vectors.pack(chunk, spec.result_type)
-                        if spec.packed
-                        else answers.to_arrow_array(chunk, spec.result_type)
-                    )
+                    yield to_arrow(values[start : start + _VECTOR_SLICE], result_type)
         except RequestError as e:  # said of the function the user called (ai_classify, ...)
             raise e.for_function(spec.function) from None
 

@@ -1,5 +1,6 @@
 package io.aiquery.spark;
 
+import java.util.ArrayList;
 import java.util.List;
 import org.apache.spark.sql.catalyst.expressions.And;
 import org.apache.spark.sql.catalyst.expressions.CreateNamedStruct;
@@ -16,6 +17,7 @@ import org.apache.spark.sql.catalyst.expressions.ShiftRight;
 import org.apache.spark.sql.catalyst.expressions.Subtract;
 import org.apache.spark.sql.catalyst.expressions.UnsafeArrayData;
 import org.apache.spark.sql.catalyst.expressions.objects.StaticInvoke;
+import org.apache.spark.sql.types.AbstractDataType;
 import org.apache.spark.sql.types.ArrayType;
 import org.apache.spark.sql.types.BinaryType;
 import org.apache.spark.sql.types.DataType;
@@ -64,7 +66,7 @@ final class Vectors {
       return vector(call, array);
     }
     if (packed instanceof StructType from && declared instanceof StructType to) {
-      List<Expression> fields = new java.util.ArrayList<>();
+      List<Expression> fields = new ArrayList<>();
       for (int i = 0; i < to.fields().length; i++) {
         StructField field = to.fields()[i];
         Expression value = new GetStructField(call, i, Option.apply(field.name()));
@@ -123,8 +125,7 @@ final class Vectors {
         type,
         method,
         CollectionConverters.asScala(List.of(arguments)).toSeq(),
-        CollectionConverters.asScala(List.<org.apache.spark.sql.types.AbstractDataType>of())
-            .toSeq(),
+        CollectionConverters.asScala(List.<AbstractDataType>of()).toSeq(),
         true, // propagateNull
         true, // returnNullable
         true, // deterministic

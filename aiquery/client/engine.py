@@ -26,12 +26,13 @@ from typing import Any
 from aiquery.client.budget import BudgetLimits, JobBudget
 from aiquery.client.cache import CacheClient, CacheSettings
 from aiquery.client.http import EndpointClient, Recorder
+from aiquery.client.http1 import Http1Transport
 from aiquery.client.limiter import AdaptiveConcurrency, Budget, CircuitBreaker, RateBudget
 from aiquery.client.retry import RetryPolicy
 from aiquery.client.sending import NULL_ROW, Batch, Deduplicator, RowResult, Send, chunks
 from aiquery.client.shared_rate import SharedBudget
 from aiquery.client.sharing import SharedInputs, ShareSettings
-from aiquery.client.transport import AiohttpTransport, Transport
+from aiquery.client.transport import Transport
 from aiquery.client.wire import Wire
 from aiquery.endpoints.registry import Endpoint, Secret
 from aiquery.errors import RequestError
@@ -79,7 +80,7 @@ class BatchEngine:
         *,
         fail_fast: bool,
         recorder: Recorder | None = None,
-        transport: Callable[[int], Transport] = AiohttpTransport,
+        transport: Callable[[int], Transport] = Http1Transport,
     ) -> None:
         self.endpoint = endpoint
         self.wire = wire

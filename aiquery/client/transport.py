@@ -2,20 +2,17 @@
 
 `EndpointClient` takes a `Transport`, so everything above it (retries, both retry budgets,
 the breaker, `Retry-After`, malformed bodies, redaction) is tested with a `MockTransport`
-and a fake sleep: no sockets, no Spark. Production uses `AiohttpTransport` (see the
-README's "Why aiohttp"). A transport maps its library's failures once, into
+and a fake sleep: no sockets, no Spark. Production uses `aiquery.client.http1.Http1Transport`
+(README, "Why aiquery speaks HTTP/1.1 itself"). A transport maps its failures once, into
 `TransportTimeoutError` and `TransportConnectionError`; nothing else escapes it.
 """
 
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
-
-import aiohttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,37 +44,6 @@ class Transport(Protocol):
     async def send(self, request: Request) -> Response: ...
 
     async def close(self) -> None: ...
-
-
-class AiohttpTransport:
-    """POSTs over one pooled aiohttp session, created on the loop that uses it."""
-
-    def __init__(self, max_connections: int) -> None:
-        connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector)
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    async def send(self, request: Request) -> Response:
-        timeout = self._timeouts.get(request.timeout_s)
-        if timeout is None:
-            timeout = self._timeouts[request.timeout_s] = aiohttp.ClientTimeout(
-                total=request.timeout_s
-            )
-        started = time.monotonic()
-        try:
-            async with self._session.post(
-                request.url, data=request.body, headers=request.headers, timeout=timeout
-            ) as response:
-                ttfb = time.monotonic() - started
-                body = await response.read()
-                return Response(response.status, response.headers, body, ttfb)
-        except TimeoutError:
-            raise TransportTimeoutError from None
-        except aiohttp.ClientError as e:
-            raise TransportConnectionError(type(e).__name__) from None
-
-    async def close(self) -> None:
-        await self._session.close()
 
 
 Handler = Callable[[Request], Response | Awaitable[Response]]

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import trustme
 
-from aiquery.client.http1 import Connection, Http1Transport, Origin, target
+from aiquery.client.connection import Connection, Origin
+from aiquery.client.http1 import Http1Transport, target
 from aiquery.client.transport import (
     Request,
     Response,

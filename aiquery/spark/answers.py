@@ -35,6 +35,7 @@ from pyspark.sql.types import (
 )
 
 from aiquery.protocols.common import unfenced
+from aiquery.spark import arrays
 from aiquery.spark.ddl import (
     INT_RANGES,
     INTEGRAL_TYPES,
@@ -212,6 +213,8 @@ def to_arrow_array(
     rows = list(values)
     if pa.types.is_list(arrow_type) and any(isinstance(v, np.ndarray) for v in rows):
         return _vectors(rows, arrow_type)
+    if (built := arrays.texts(rows, arrow_type)) is not None:  # pa.array imports pandas
+        return built
     if timezone is not None and _has_timestamp(t):
         zone = _zone(timezone)
         rows = [_localise(v, t, zone) for v in rows]
@@ -226,9 +229,11 @@ def _vectors(rows: list[Any], arrow_type: pa.ListType) -> pa.Array:
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     flat = np.concatenate([np.asarray(v) for v in present]) if present else np.array([])
-    items = pa.array(flat.astype(arrow_type.value_type.to_pandas_dtype(), copy=False))
-    mask = pa.array([v is None for v in rows], type=pa.bool_())
-    return pa.ListArray.from_arrays(pa.array(offsets), items, type=arrow_type, mask=mask)
+    items = arrays.primitives(flat, arrow_type.value_type)
+    mask = arrays.booleans([v is None for v in rows])
+    return pa.ListArray.from_arrays(
+        arrays.primitives(offsets, pa.int32()), items, type=arrow_type, mask=mask
+    )
 
 
 def _has_timestamp(t: DataType) -> bool:

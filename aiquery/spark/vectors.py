@@ -30,6 +30,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from aiquery.spark import arrays
+
 MAGIC = 0x66765141  # "AQvf" little-endian; io.aiquery.spark.Vectors.MAGIC
 _HEADER = np.array([MAGIC, 0], dtype=np.int32).view(np.uint8)  # native order, 8 bytes
 
@@ -64,10 +66,11 @@ def pack(values: Sequence[Any], declared: DataType) -> pa.Array:
         if packed_type(f.dataType) is not None:
             columns.append(pack(column, f.dataType))
         elif isinstance(f.dataType, StringType):
-            columns.append(pa.array(column, type=pa.string()))
+            text = arrays.texts(column)
+            columns.append(pa.array(column, type=pa.string()) if text is None else text)
         else:
             raise TypeError(f"field {f.name} of {declared.simpleString()} is not packed")
-    mask = pa.array([v is None for v in values], type=pa.bool_())
+    mask = arrays.booleans([v is None for v in values])
     return pa.StructArray.from_arrays(columns, names=declared.names, mask=mask)
 
 
@@ -86,7 +89,6 @@ def _vectors(values: Sequence[Any], element: np.dtype[Any]) -> pa.Array:
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
     np.cumsum(sizes, out=offsets[1:])
     body = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
-    nulls = len(values) - int(valid.sum())
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    bitmap, nulls = arrays.validity(valid)
     buffers = [bitmap, pa.py_buffer(offsets), pa.py_buffer(body)]
     return pa.Array.from_buffers(pa.binary(), len(values), buffers, null_count=nulls)

@@ -124,6 +124,11 @@ class Http1Transport:
             finally:
                 self._busy -= 1
 
+    @property
+    def idle(self) -> int:
+        """Pooled connections still open, ready for the next request."""
+        return sum(not c.closed for pool in self._idle.values() for c in pool)
+
     async def close(self) -> None:
         self._closed = True
         for idle in self._idle.values():

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import re
 import ssl
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -247,7 +248,11 @@ def test_a_connection_the_server_dropped_while_idle_is_not_reused() -> None:
     async def body(server: Server) -> tuple[int, list[bytes]]:
         transport = Http1Transport(1)
         first = await transport.send(post(server.url))
-        await asyncio.sleep(0.3)  # the server closes it after 0.1 s idle
+        assert transport.idle == 1
+        deadline = time.monotonic() + 10
+        while transport.idle and time.monotonic() < deadline:  # the server closes it at 0.1 s
+            await asyncio.sleep(0.01)
+        assert transport.idle == 0
         second = await transport.send(post(server.url))
         await transport.close()
         return transport.opened, [first.body, second.body]

@@ -16,6 +16,9 @@ sent twice. A task that ends, failed or not, releases what it still holds.
 Answers a task only reports as answered (vectors) are wanted once the query shows
 repeats: an input offered a second time, by a task waiting for it or after its first
 answer (the exchange remembers the inputs it has seen, up to `SEEN_MAX`, until then).
+Such cheap inputs (embeddings, `light` offers) are not even claimed until then: the
+exchange only remembers their 64-bit hashes, and the task reports nothing back. The first
+repeat is sent again, and so is a repeat of an input still in flight at that moment.
 The exchange keeps answers up to `EXCHANGE_BYTES` in all (least recently used out first;
 an input whose answer was dropped is sent again) and forgets an exchange unused for
 `IDLE_S`. The dry run counts with the same store (`dry`): an input another task offered
@@ -64,6 +67,13 @@ class _Seen:
 
     def add(self, short: int) -> None:
         self._new.add(short)
+        self._settle()
+
+    def extend(self, shorts: Iterable[int]) -> None:
+        self._new.update(shorts)
+        self._settle()
+
+    def _settle(self) -> None:
         if len(self._new) >= SEEN_BUFFER:
             new = np.sort(np.fromiter(self._new, np.int64, len(self._new)))
             self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
@@ -90,6 +100,7 @@ class Offer:
     yours: list[str]
     wait: list[str]
     want: list[str] = field(default_factory=list)  # answered claims to publish the answers of
+    claimed: bool = True  # `yours` are claimed: the task says when they are answered
 
 
 class AnswerExchange:
@@ -119,11 +130,13 @@ class AnswerExchange:
         hold_s: float = 0.0,
         dry: bool = False,
         done: bool = False,
+        light: bool = False,
     ) -> Offer:
         """Record `claimant`'s published `answers`, `answered` claims (whose answers are
         wanted once the query has repeats, else dropped) and `released` claims, then sort
         `keys`. With `hold_s`, wait that long at most for one of the keys to be answered or
-        released. `dry`: claims never go stale (a dry run's tasks publish nothing)."""
+        released. `dry`: claims never go stale (a dry run's tasks publish nothing). `light`:
+        cheap inputs, not claimed while the query shows no repeats."""
         give_up = time.monotonic() + hold_s
         with self._changed:
             now = time.monotonic()
@@ -152,6 +165,8 @@ class AnswerExchange:
                 self._heard.pop(claimant, None)
             if changed:
                 self._changed.notify_all()
+            if not found.repeats and (fresh := self._fresh(exchange, found, claimant, keys, light)):
+                return replace(fresh, want=want)
             while True:
                 offer = self._sort(exchange, found, claimant, keys, now, dry)
                 left = give_up - time.monotonic()
@@ -159,6 +174,25 @@ class AnswerExchange:
                     return replace(offer, want=want)
                 self._changed.wait(left)
                 now = self._heard[claimant] = time.monotonic()
+
+    def _fresh(
+        self, exchange: str, found: _Exchange, claimant: str, keys: Sequence[str], light: bool
+    ) -> Offer | None:
+        """The common case while the query shows no repeats, sorted in bulk: none of `keys`
+        was offered before (nor has an answer, nor a claim), so all are the task's to send
+        (claimed unless `light`). None when one of them was: `_sort` sorts them one by one."""
+        if not keys or not found.claims.keys().isdisjoint(keys):
+            return None
+        shorts = [hash(key) for key in keys]
+        if any(found.seen.among(shorts)):
+            return None
+        room = SEEN_MAX - len(found.seen)
+        if room <= 0 and any((exchange, key) in self._answers for key in keys):
+            return None  # an input answered was seen, unless the seen were too many by then
+        found.seen.extend(shorts[: max(room, 0)])
+        if not light:
+            found.claims.update(dict.fromkeys(keys, claimant))
+        return Offer({}, list(keys), [], claimed=not light)
 
     def _sort(
         self,
@@ -243,10 +277,12 @@ def offer_from_json(exchanges: AnswerExchange, asked: Mapping[str, Any]) -> dict
         hold_s=min(float(asked.get("hold_s", 0.0)), 10.0),
         dry=bool(asked.get("dry", False)),
         done=bool(asked.get("done", False)),
+        light=bool(asked.get("light", False)),
     )
     return {
         "found": offer.found,
         "yours": offer.yours,
         "wait": offer.wait,
         "want": offer.want,
+        "claimed": offer.claimed,
     }

@@ -7,11 +7,12 @@ it first offers to its call site's exchange on the driver's coordinator (`POST /
 own; rows whose input another task answered take that answer, and rows whose input another
 task is sending wait for it (a long poll, `HOLD_S`).
 
-Text answers are published as they arrive (every `PUBLISH_DELAY_S`). Vectors (embeddings:
-cheap requests, many per second, 4 KB or more each) are only reported as answered, and
-published when the exchange wants them, once the query shows repeats: an embedding job
-without repeats moves no vector to the driver, and a repeat of an input embedded before
-the first repeat showed is embedded again. While a task holds claims, a thread beats every
+Text answers are published as they arrive (every `PUBLISH_DELAY_S`). Embeddings (cheap
+requests, many per second, 4 KB or more each) are offered `light`: until the query shows
+repeats the exchange does not claim them, so nothing is reported back; from then on they
+are claimed, reported as answered, and their vectors published when the exchange wants
+them. An embedding job without repeats moves no vector to the driver, and a repeat of an
+input embedded (or in flight) before the first repeat showed is embedded again. While a task holds claims, a thread beats every
 `HEARTBEAT_S`, even while Spark holds the task away from its loop, so its claims stand.
 """
 
@@ -33,6 +34,7 @@ from aiquery.client.cache import Keys, decode_answer, encode_answer
 from aiquery.client.exchange import SHARE_PATH, STALE_S, Offer
 from aiquery.endpoints.registry import Endpoint
 from aiquery.errors import AiQueryError
+from aiquery.protocols.common import EMBEDDINGS
 from aiquery.usage.relay import CoordinatorRoute
 
 log = logging.getLogger("aiquery")
@@ -69,6 +71,7 @@ class SharedInputs:
     ) -> None:
         self.settings = settings
         self.claimant = uuid.uuid4().hex
+        self._light = endpoint.task == EMBEDDINGS
         self._key = Keys(endpoint, params)
         self._url, self._token = url, token  # for the heartbeat's thread
         self._stopped = threading.Event()
@@ -97,9 +100,9 @@ class SharedInputs:
         """For (dedup key, input) pairs this task would send: the answers another task's
         requests gave, and the keys to wait for; the rest are this task's to send."""
         by_key = {self._key(v): (k, v) for k, v in items}
-        offer = await self._post(self._publishing, list(by_key))
-        for key in offer.yours:
-            self._claimed[by_key[key][0]] = key
+        offer = await self._post(self._publishing, list(by_key), light=self._light)
+        if offer.claimed:
+            self._claimed.update((by_key[key][0], key) for key in offer.yours)
         for key in offer.wait:
             self._parked[key] = by_key[key]
         if offer.wait:
@@ -196,7 +199,8 @@ class SharedInputs:
         body = {"exchange": self.settings.exchange, "claimant": self.claimant, "keys": keys}
         reply = await route.post({**body, **more})
         found, yours, wait = dict(reply["found"]), list(reply["yours"]), list(reply["wait"])
-        return Offer(found, yours, wait, list(reply.get("want", ())))
+        claimed = bool(reply.get("claimed", True))
+        return Offer(found, yours, wait, list(reply.get("want", ())), claimed)
 
     async def close(self) -> None:
         """Publish what is answered and release the rest, as the task ends (failed or not)."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from aiquery.client import exchange as exchange_module
-from aiquery.client.exchange import AnswerExchange, offer_from_json
+from aiquery.client.exchange import AnswerExchange, Offer, offer_from_json
 
 
 def test_the_first_task_to_offer_an_input_sends_it_and_the_others_wait_for_its_answer() -> None:
@@ -132,8 +134,79 @@ def test_answers_are_kept_within_the_byte_bound_oldest_out_first() -> None:
 def test_the_json_route_reads_and_answers_the_offer() -> None:
     exchange = AnswerExchange()
     asked = {"exchange": "q", "claimant": "a", "keys": ["k"]}
-    nothing: dict[str, object] = {"found": {}, "yours": [], "wait": [], "want": []}
+    nothing: dict[str, object] = {"found": {}, "yours": [], "wait": [], "want": [], "claimed": True}
     assert offer_from_json(exchange, asked) == {**nothing, "yours": ["k"]}
     answer = offer_from_json(exchange, {**asked, "keys": [], "answers": {"k": "x"}})
     assert answer == nothing
     assert offer_from_json(exchange, {**asked, "claimant": "b"})["found"] == {"k": "x"}
+
+
+def test_light_inputs_are_not_claimed_until_the_query_shows_repeats() -> None:
+    exchange = AnswerExchange()
+    first = exchange.offer("q", "a", ["k1", "k2"], light=True)
+    assert first.yours == ["k1", "k2"] and not first.claimed
+    assert exchange._exchanges["q"].claims == {}  # only their hashes are remembered
+    # The first repeat: its first request may be in flight or done, unknown: sent again.
+    repeat = exchange.offer("q", "b", ["k1"], light=True)
+    assert repeat.yours == ["k1"] and repeat.claimed
+    # From now on light inputs are claimed like any other, and their answers wanted.
+    assert exchange.offer("q", "a", ["k3"], light=True).claimed
+    assert exchange.offer("q", "b", ["k3"], light=True).wait == ["k3"]
+    assert exchange.offer("q", "a", [], answered=["k3"]).want == ["k3"]
+
+
+def test_the_bulk_sort_agrees_with_the_one_by_one_sort(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the query shows no repeats, offers of inputs never seen are sorted in bulk: a
+    random mix of offers, answers, releases and repeats, in exchanges that show their first
+    repeat early, late or never (past `SEEN_MAX`), gets the same word either way."""
+    monkeypatch.setattr(exchange_module, "SEEN_BUFFER", 7)  # through both kinds of `seen`
+    monkeypatch.setattr(exchange_module, "SEEN_MAX", 300)
+    # How often a key repeats, and of the keys offered after how many: q1's repeats are of
+    # keys offered past `SEEN_MAX`, where only the claims and the answers show them.
+    repeating = {"q0": (0.0, 0), "q1": (0.05, 400), "q2": (0.01, 0), "q3": (0.1, 0)}
+
+    def script(exchange: AnswerExchange) -> list[tuple[object, ...]]:
+        rng = random.Random(5)
+        held: dict[tuple[str, str], list[str]] = {}  # a task tells only of its own claims
+        offered: dict[str, list[str]] = {name: [] for name in repeating}
+        words: list[tuple[object, ...]] = []
+        for step in range(2_000):
+            name, claimant = rng.choice(sorted(repeating)), rng.choice("abc")
+            pool, (rate, after) = offered[name], repeating[name]
+            keys = [
+                rng.choice(pool[after:])
+                if len(pool) > after and rng.random() < rate
+                else f"k{step}.{i}"
+                for i in range(rng.randrange(1, 6))
+            ]
+            pool += keys
+            mine = held.setdefault((name, claimant), [])
+            done = [mine.pop(rng.randrange(len(mine))) for _ in range(min(len(mine), 3))]
+            offer = exchange.offer(
+                name,
+                claimant,
+                keys,
+                answered=done[:1],
+                answers={k: "x" for k in done[1:2]},
+                released=done[2:],
+            )
+            mine += offer.yours
+            words.append((offer.found, offer.yours, offer.wait, offer.want))
+        for name in sorted(repeating):
+            found = exchange._exchanges[name]
+            words.append((name, found.repeats, len(found.seen), sorted(found.claims.items())))
+        return words
+
+    fresh = AnswerExchange._fresh
+    bulk_sorted = []
+
+    def counted(*args: Any) -> Offer | None:
+        bulk_sorted.append(offer := fresh(*args))
+        return offer
+
+    monkeypatch.setattr(AnswerExchange, "_fresh", counted)
+    bulk = script(AnswerExchange())
+    assert sum(o is not None for o in bulk_sorted) > 500  # the bulk sort was exercised
+    assert bulk[-4][1] is False and bulk[-1][1] is True  # q0 never repeated, q3 did
+    monkeypatch.setattr(AnswerExchange, "_fresh", lambda *_: None)
+    assert script(AnswerExchange()) == bulk

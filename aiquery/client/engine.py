@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiquery.client.budget import BudgetLimits, JobBudget
@@ -115,12 +114,7 @@ class BatchEngine:
         self._loop.run_until_complete(self._open())
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *raised: object) -> None:
         self.close()
 
     def _budget(self, kind: str, per_minute: float | None) -> Budget | None:
@@ -214,6 +208,7 @@ class BatchEngine:
             self._loop.run_until_complete(shutdown())
         finally:
             self._loop.close()
+            self._workers.clear()  # their tracebacks hold `self`: no cycle left for the GC
 
     # --- the window -----------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,23 @@ def test_every_protocol_answers_in_order(
     (results,) = run(ep, [prompts])
     assert [r.value for r in results] == [expected(p) for p in prompts]
     assert all(r.error is None for r in results)
+
+
+def test_a_closed_engine_is_freed_at_once_not_left_to_the_cyclic_gc(
+    emulator: EmulatorServer,
+) -> None:
+    """A task's engine holds its answers (the memo: up to 16 MB of vectors) and its last
+    batches: they go as the task ends, not at the worker's next full collection."""
+    ep = endpoint(emulator, "databricks-gte-large-en", task="llm/v1/embeddings")
+    gc.disable()
+    try:
+        with BatchEngine(ep, wire_for(ep, {}), EngineSettings(concurrency=8), fail_fast=False) as e:
+            assert len(next(e.map([["one", "two", "one"]]))) == 3
+        engine = weakref.ref(e)
+        del e
+        assert engine() is None
+    finally:
+        gc.enable()
 
 
 def test_order_is_preserved_across_batches_under_random_latency(

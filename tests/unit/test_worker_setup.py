@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import sys
 import zipfile
 import zipimport
@@ -56,3 +57,29 @@ def test_an_unchanged_archive_is_not_read_again_and_a_changed_one_is(
     importlib.invalidate_caches()
     # Changed: read again, so the module added to it is found (a stale directory would not).
     assert importlib.import_module("aiq_zip_second").VALUE == 2
+
+
+def test_what_a_worker_holds_at_its_first_task_is_frozen_once_and_its_garbage_still_goes() -> None:
+    """In a process of its own: freezing the test run's heap would hide it from the GC."""
+    script = """
+import gc, weakref
+from aiquery.spark import worker_setup
+
+class Node:
+    pass
+
+kept = [Node() for _ in range(1000)]
+worker_setup.prepare()
+frozen = gc.get_freeze_count()
+worker_setup.prepare()  # the next task: nothing frozen again
+cycle = Node()
+cycle.me = cycle
+gone = weakref.ref(cycle)
+del cycle
+gc.collect()
+print(frozen > 1000, gc.get_freeze_count() == frozen, gone() is None)
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert ran.stdout.split() == ["True", "True", "True"]

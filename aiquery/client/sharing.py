@@ -12,8 +12,10 @@ requests, many per second, 4 KB or more each) are offered `light`: until the que
 repeats the exchange does not claim them, so nothing is reported back; from then on they
 are claimed, reported as answered, and their vectors published when the exchange wants
 them. An embedding job without repeats moves no vector to the driver, and a repeat of an
-input embedded (or in flight) before the first repeat showed is embedded again. While a task holds claims, a thread beats every
-`HEARTBEAT_S`, even while Spark holds the task away from its loop, so its claims stand.
+input embedded (or in flight) before the first repeat showed is embedded again.
+
+While a task holds claims, a thread beats every `HEARTBEAT_S`, even while Spark holds the
+task away from its loop, so its claims stand.
 """
 
 from __future__ import annotations

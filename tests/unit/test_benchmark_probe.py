@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from benchmarks import throughput
-from benchmarks.throughput import Probe
+from benchmarks.throughput import Probe, workload_names
 
 JVM, DAEMON, IDLE_DAEMON = 100, 200, 300
 BUSY = (201, 202)
@@ -84,3 +84,11 @@ def test_busy_workers_and_their_daemon_count(proc: FakeProc) -> None:
     probe = measure(proc, idle_daemon_cpu=0.0)
     assert probe.idle == {IDLE_DAEMON}
     assert probe.rss_mb("workers") == 465.0
+
+
+def test_workloads_are_named_not_spelled_out_letter_by_letter() -> None:
+    assert workload_names("A,B,C,D,E,F") == ["A", "B", "C", "D", "E", "F", "Fexp"]
+    assert workload_names("fexp") == ["Fexp"]  # not F and E
+    assert workload_names("D, F,Fexp") == ["D", "F", "Fexp"]
+    with pytest.raises(SystemExit, match="no workload 'AB'"):
+        workload_names("AB")

@@ -71,6 +71,7 @@ class Node:
 kept = [Node() for _ in range(1000)]
 worker_setup.prepare()
 frozen = gc.get_freeze_count()
+task = [Node() for _ in range(100)]  # the next task's objects
 worker_setup.prepare()  # the next task: nothing frozen again
 cycle = Node()
 cycle.me = cycle

@@ -20,6 +20,7 @@ oldest generation, so full collections are frequent, and each walked that whole 
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
@@ -36,16 +37,10 @@ def prepare() -> None:
     _freeze_the_loaded_heap()
 
 
+@functools.cache  # once per process
 def _freeze_the_loaded_heap() -> None:
-    global _frozen
-    if _frozen:
-        return
     gc.collect(1)  # what the imports just left behind, not frozen with the rest
     gc.freeze()
-    _frozen = True
-
-
-_frozen = False
 
 
 def _skip_unchanged_zip_rereads() -> None:

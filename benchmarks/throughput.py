@@ -184,15 +184,13 @@ def _stat(pid: int) -> tuple[int, list[str]] | None:
     return int(rest[1]), rest
 
 
-def _cpu_s(pid: int, children: bool = False) -> float:
+def _own_cpu_s(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def _cpu_s(pid: int) -> float:
     found = _stat(pid)
-    if found is None:
-        return 0.0
-    fields = found[1]
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    if children:
-        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime: reaped children
-    return ticks / CLK_TCK
+    return 0.0 if found is None else _own_cpu_s(found[1])
 
 
 def _machine_busy_s() -> float:
@@ -242,13 +240,10 @@ class Processes:
         return roles
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far. A worker that exited counts in its daemon's children times, and a
-        daemon that exited (killed with a failed job) in the JVM's, both put with the workers."""
-        tree = self.tree()
-        workers = sum(_cpu_s(pid, children=True) for pid in tree["workers"])
-        jvm = sum(_cpu_s(pid) for pid in tree["jvm"])
-        reaped = sum(_cpu_s(pid, children=True) for pid in tree["jvm"]) - jvm
-        return {"driver": _cpu_s(self.driver), "jvm": jvm, "workers": workers + reaped}
+        """CPU seconds so far of the driver and its JVM. The workers' is the probe's: PySpark's
+        daemon ignores SIGCHLD, so a worker that exits takes its CPU times along, counted in no
+        parent's children times."""
+        return {"driver": _cpu_s(self.driver), "jvm": sum(_cpu_s(p) for p in self.tree()["jvm"])}
 
 
 class Probe:
@@ -265,13 +260,18 @@ class Probe:
         self._thread = threading.Thread(target=self._run, name="probe", daemon=True)
 
     def _sample(self) -> None:
-        for role, pids in self.processes.tree().items():
+        tree = self.processes.tree()
+        for role, pids in tree.items():
             for pid in pids:
                 kb = _status_kb(pid, "VmHWM")
                 if kb and kb > self.peaks.get(pid, (role, 0))[1]:
                     self.peaks[pid] = (role, kb)
-                if role == "workers" and (found := _stat(pid)) is not None:
-                    self.worker_seen[pid] = (_cpu_s(pid), found[0])
+        self._sample_workers(tree["workers"])
+
+    def _sample_workers(self, pids: list[int]) -> None:
+        for pid in pids:
+            if (found := _stat(pid)) is not None:  # one read: it may exit meanwhile
+                self.worker_seen[pid] = (_own_cpu_s(found[1]), found[0])
 
     def _run(self) -> None:
         started = time.thread_time()
@@ -284,7 +284,8 @@ class Probe:
         for pids in tree.values():
             for pid in pids:
                 _reset_peak(pid)
-        self.worker_cpu_before = {pid: _cpu_s(pid) for pid in tree["workers"]}
+        self._sample_workers(tree["workers"])
+        self.worker_cpu_before = {pid: cpu for pid, (cpu, _) in self.worker_seen.items()}
         self.cpu_before = self.processes.cpu()
         self.emulator_before = _cpu_s(self.emulator_pid)
         self.busy_before = _machine_busy_s()
@@ -304,20 +305,16 @@ class Probe:
         # time out during a long run: counted as busy, with their daemon (busy reaping them),
         # they added ~200 MB to E's 2,000,000-row workers. Once they are gone, their daemon
         # is still there, its own CPU moving a little: counted, it added 55 MB.
-        seen = {
-            pid: (_cpu_s(pid), found[0]) if (found := _stat(pid)) else self.worker_seen.get(pid)
-            for pid in self.worker_cpu_before
-        }
-        daemons = {pid for pid, now in seen.items() if now and now[1] not in self.worker_cpu_before}
-        busy = {
-            pid
-            for pid, before in self.worker_cpu_before.items()
-            if pid not in daemons and (now := seen[pid]) is not None and now[0] - before >= 0.02
-        }
-        parents = {now[1] for pid, now in seen.items() if pid in busy and now is not None}
-        self.idle = set(self.worker_cpu_before) - busy - parents
+        seen = self.worker_seen  # every worker's last reading, if it exited meanwhile too
+        before = self.worker_cpu_before
+        daemons = {pid for pid in before if seen[pid][1] not in before}
+        busy = {pid for pid in before if pid not in daemons and seen[pid][0] - before[pid] >= 0.02}
+        self.idle = set(before) - busy - {seen[pid][1] for pid in busy}
         after = self.processes.cpu()
         self.cpu = {role: after[role] - self.cpu_before[role] for role in after}
+        # Per worker, from its first reading to its last: one that exited meanwhile misses
+        # at most its last `period_s` (its daemon's children times never hold it).
+        self.cpu["workers"] = sum(cpu - before.get(pid, 0.0) for pid, (cpu, _) in seen.items())
         self.cpu["driver"] -= self.own_cpu_s
         self.emulator_cpu = _cpu_s(self.emulator_pid) - self.emulator_before
         self.busy = _machine_busy_s() - self.busy_before
@@ -699,8 +696,7 @@ class Bench:
             seconds=round(job_s, 2),
             rows_per_s=round(rows / job_s, 1),
             requests=counts["requests"],
-            # None when a worker died with a failed job and took its CPU times along.
-            cpu_ms_per_request=round(client_cpu * 1000 / requests, 3) if client_cpu >= 0 else None,
+            cpu_ms_per_request=round(client_cpu * 1000 / requests, 3),
             driver_cpu_ms_per_request=round(probe.cpu["driver"] * 1000 / requests, 3),
             jvm_cpu_ms_per_request=round(probe.cpu["jvm"] * 1000 / requests, 3),
             emulator_cpu_ms_per_request=round(probe.emulator_cpu * 1000 / requests, 3),

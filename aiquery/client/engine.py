@@ -27,6 +27,7 @@ from aiquery.client.cache import CacheClient, CacheSettings
 from aiquery.client.http import EndpointClient, Recorder
 from aiquery.client.http1 import Http1Transport
 from aiquery.client.limiter import AdaptiveConcurrency, Budget, CircuitBreaker, RateBudget
+from aiquery.client.linger import LingeringSelector
 from aiquery.client.retry import RetryPolicy
 from aiquery.client.sending import NULL_ROW, Batch, Deduplicator, RowResult, Send, chunks
 from aiquery.client.shared_rate import SharedBudget
@@ -96,7 +97,8 @@ class BatchEngine:
         self.rows_cached = 0  # rows answered from the response cache
         self._cache: CacheClient | None = None
         self._share: SharedInputs | None = None
-        self._loop = asyncio.new_event_loop()
+        self._selector = LingeringSelector()  # follows the endpoint's latency once open
+        self._loop = asyncio.SelectorEventLoop(self._selector)
         self._calls: deque[Send] = deque()
         # De-duplication: the rows waiting for a request already queued or in flight (its
         # own row not included), and the answers of requests already done.
@@ -174,6 +176,8 @@ class BatchEngine:
             budget=self._job_budget(),
             rng=random.Random(),
         )
+        trend = self.client.concurrency.latency  # not `self`: no cycle through the loop
+        self._selector.latency_s = lambda: trend.recent
         self._cache = self._cache_client()
         self._share = self._shared_inputs()
         self._wakeup = asyncio.Event()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from aiquery.client.engine import BatchEngine, EngineSettings
+from aiquery.client.linger import linger_s
 from aiquery.client.retry import RetryPolicy
 from aiquery.client.sending import RowResult
 from aiquery.client.wire import wire_for
@@ -108,6 +109,26 @@ def test_order_is_preserved_across_batches_under_random_latency(
     assert [[r.value for r in batch] for batch in out] == [
         [expected(p) for p in b] for b in batches
     ]
+
+
+def test_the_loop_lingers_by_the_endpoints_latency(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    """Its selector follows the endpoint's recent latency: no linger while none is known, 1%
+    of it once answers take 300 ms (`aiquery.client.linger`); the answers are unchanged."""
+    control.set_faults(latency_ms=300, latency_distribution="exponential", seed=3)
+    ep = endpoint(emulator)
+    prompts = [f"Summarize: lingering {i}. tail" for i in range(40)]
+    settings = EngineSettings(concurrency=32, policy=FAST_RETRIES)
+    with BatchEngine(ep, wire_for(ep, {}), settings, fail_fast=False) as engine:
+        assert linger_s(engine._selector.latency_s()) == 0.0
+        (results,) = engine.map([prompts])
+        assert engine.client is not None
+        recent = engine.client.concurrency.latency.recent
+        assert recent > 0.1
+        assert engine._selector.latency_s() == recent
+        assert linger_s(recent) == pytest.approx(recent / 100)
+    assert [r.value for r in results] == [expected(p) for p in prompts]
 
 
 def test_null_rows_send_nothing(emulator: EmulatorServer, control: EmulatorControl) -> None:

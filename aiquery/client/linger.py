@@ -11,8 +11,9 @@ The wait is `LINGER_SHARE` of the endpoint's recent latency, at most `LINGER_MAX
 none under `LINGER_MIN_S` (below 200 ms of latency, answers come in waves that a turn
 already takes together, and a sleep that short saves little). An answer then waits at most
 1% of its latency longer, half that on average: the throughput a task gives up, at most.
-Measured on workload Fexp (2 s exponential latency, 2 tasks x 512 in flight): client CPU
-~0.6 → ~0.45 ms per request, rows/s -0.4% (README, "Performance").
+Measured on workload Fexp (2 s exponential latency, 2 tasks x 512 in flight), alternating
+with the code before it: client CPU 0.50 → 0.39-0.40 ms per request, rows/s -0.5% (README,
+"Why aiquery speaks HTTP/1.1 itself").
 """
 
 from __future__ import annotations

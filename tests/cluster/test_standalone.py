@@ -324,6 +324,11 @@ def test_speculative_copies_of_a_straggler_double_no_row_and_no_request_on_objec
         "spark.aiquery.concurrencyPerTask=1", "spark.speculation=true",
         "spark.speculation.interval=200ms", "spark.speculation.quantile=0.5",
         "spark.speculation.multiplier=2",
+        # Both hosts' executors before the first task (standalone schedules at the first
+        # one by default): a copy runs only on a host without an attempt, and after the
+        # test that kills an executor, the second host's core can come too late for one.
+        "spark.scheduler.minRegisteredResourcesRatio=1.0",
+        "spark.scheduler.maxRegisteredResourcesWaitingTime=120s",
         storage=object_storage,
     )  # fmt: skip
     report = _report(job)

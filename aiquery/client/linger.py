@@ -7,10 +7,10 @@ shares. After the first event, `LingeringSelector` waits a moment before it coll
 is ready, so one turn takes every answer that arrived meanwhile (and sends the requests
 that take their slots together).
 
-The wait is `LINGER_SHARE` of the endpoint's recent latency, at most `LINGER_MAX_S`, and
-none under `LINGER_MIN_S` (below 200 ms of latency, answers come in waves that a turn
-already takes together, and a sleep that short saves little). An answer then waits at most
-1% of its latency longer, half that on average: the throughput a task gives up, at most.
+The wait is `LINGER_SHARE` of the endpoint's recent latency (as the task sees it, queueing
+included), at most `LINGER_MAX_S`, and none under `LINGER_MIN_S`: endpoints answering in
+under 200 ms are served as before. An answer then waits at most 1% of its latency longer,
+half that on average: the throughput a task gives up, at most.
 Measured on workload Fexp (2 s exponential latency, 2 tasks x 512 in flight), alternating
 with the code before it: client CPU 0.50 → 0.39-0.40 ms per request, rows/s -0.5% (README,
 "Why aiquery speaks HTTP/1.1 itself").

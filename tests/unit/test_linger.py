@@ -46,25 +46,25 @@ def test_the_linger_is_a_share_of_the_latency_within_bounds() -> None:
     assert linger_s(60.0) == LINGER_MAX_S
 
 
-def test_after_the_first_answer_one_select_takes_every_answer_arrived_meanwhile(
+@pytest.mark.parametrize(
+    ("latency_s", "taken", "lingered"),
+    [
+        (2.0, [0, 1, 2], [0.02]),  # one select takes every answer arrived meanwhile
+        (0.05, [0], []),  # a fast endpoint is served at once
+    ],
+)
+def test_after_the_first_answer(
     pairs: list[tuple[socket.socket, socket.socket]],
+    latency_s: float,
+    taken: list[int],
+    lingered: list[float],
 ) -> None:
-    selector, slept = watching(pairs, latency_s=2.0)
+    selector, slept = watching(pairs, latency_s)
     pairs[0][1].send(b"x")
     with selector:
         ready = selector.select(None)
-    assert sorted(key.data for key, _ in ready) == [0, 1, 2]
-    assert slept == [pytest.approx(0.02)]
-
-
-def test_a_fast_endpoint_is_served_at_once(
-    pairs: list[tuple[socket.socket, socket.socket]],
-) -> None:
-    selector, slept = watching(pairs, latency_s=0.05)
-    pairs[0][1].send(b"x")
-    with selector:
-        assert [key.data for key, _ in selector.select(None)] == [0]
-    assert slept == []
+    assert sorted(key.data for key, _ in ready) == taken
+    assert slept == [pytest.approx(s) for s in lingered]
 
 
 def test_it_never_lingers_with_work_queued_nor_past_the_next_timer(

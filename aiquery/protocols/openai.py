@@ -9,7 +9,6 @@ the emulator decodes a request and encodes a response.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -259,7 +258,7 @@ def decode_embedding_request(raw: Any) -> EmbeddingRequest:
 def encode_embedding_response(result: EmbeddingResult) -> dict[str, Any]:
     def encode(vector: Vector) -> Any:
         if result.encoding_format == "base64":
-            return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+            return pybase64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
         return vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
 
     return {

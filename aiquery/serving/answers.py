@@ -20,7 +20,7 @@ from aiquery.protocols.common import (
 )
 from aiquery.serving import models
 from aiquery.serving.config import EndpointConfig
-from aiquery.serving.embedding import embed_array
+from aiquery.serving.embedding import embed_rows
 
 REASONING = "Answering the user's request."  # the summary reasoning models show first
 
@@ -75,7 +75,7 @@ def answer(endpoint: EndpointConfig, request: Any, request_id: str) -> Answer:
         return Answer(completion, tokens_in, tokens_out, len(replies))
     if isinstance(request, EmbeddingRequest):
         dim = endpoint.embedding_dim or 0
-        vectors = tuple(embed_array(t, dim) for t in request.inputs)
+        vectors = tuple(embed_rows(request.inputs, dim))
         embedded = EmbeddingResult(
             vectors, Usage(tokens_in, 0), endpoint.name, request.encoding_format
         )

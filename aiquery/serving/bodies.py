@@ -1,4 +1,4 @@
-"""JSON bodies: requests read within a size limit, answers written as text that always encodes.
+"""JSON bodies: requests read within a size limit, answers written as UTF-8 that always encodes.
 
 A body is refused (413) as soon as its Content-Length, or the bytes read so far, pass the
 limit, so an oversized upload is never held whole. Whatever the bytes are (not UTF-8, not
@@ -12,6 +12,7 @@ import json
 from functools import partial
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from aiquery.protocols.common import MB
@@ -57,6 +58,20 @@ def parse_json(raw: bytes) -> Any:
         ) from None
     except ValueError:  # also integers with more digits than sys.get_int_max_str_digits()
         raise BodyError(400, "The request body is not valid JSON.") from None
+
+
+def json_body(obj: Any) -> bytes:
+    """Compact JSON in UTF-8, as an answer's body.
+
+    orjson writes a 100-vector embeddings answer in ~0.03 ms, where the standard library
+    takes ~1.7 ms escaping each base64 string character by character: a third of the
+    emulator's CPU per request in workload D. What orjson refuses (a lone surrogate, an
+    integer past 64 bits, a key that is not a string) is written by the standard library.
+    """
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return json_text(obj).encode()
 
 
 def json_text(obj: Any) -> str:

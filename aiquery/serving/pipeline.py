@@ -33,7 +33,7 @@ from aiquery.protocols.streaming import pieces
 from aiquery.protocols.table import Operation
 from aiquery.protocols.tags import TAGS_HEADER, parse_request_tags
 from aiquery.serving.answers import Answer, answer, input_tokens
-from aiquery.serving.bodies import BodyError, json_text, read_json
+from aiquery.serving.bodies import BodyError, json_body, json_text, read_json
 from aiquery.serving.config import EndpointConfig
 from aiquery.serving.emulator import Emulator
 from aiquery.serving.limits import retry_after_header
@@ -237,12 +237,14 @@ async def _answer(
         generating = endpoint.faults.generation_s(result.output_tokens)
         if generating:
             await asyncio.sleep(generating)
-        text = json_text(operation.encode_response(result.result))
-        if fault == "malformed":
-            text = text[: max(1, len(text) // 2)]
+        body = json_body(operation.encode_response(result.result))
+        if fault == "malformed":  # cut at a character, so the body is still UTF-8
+            text = body.decode()
+            body = text[: max(1, len(text) // 2)].encode()
         return web.Response(
-            text=text,
+            body=body,
             content_type="application/json",
+            charset="utf-8",
             headers={REQUEST_ID_HEADER: request_id},
         )
     finally:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 
 from aiquery.protocols.common import Message, estimate_tokens
-from aiquery.serving.embedding import embed
+from aiquery.serving.embedding import embed, embed_rows
 from aiquery.serving.models import Reply, chat_reply, complete, custom_predict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -472,6 +475,49 @@ def test_shared_word_stems_are_closer_than_different_words() -> None:
 @pytest.mark.parametrize("text", ["", "   ", "\n\t", "!!! ..."])
 def test_empty_text_embeds_to_a_fixed_unit_vector(text: str) -> None:
     assert embed(text, 8) == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def reference_embedding(text: str, dim: int) -> np.ndarray:
+    """The model as documented, one text and one feature at a time: crc32 of each lower-cased
+    word (weight +-1) and of its `<word>` byte trigrams (+-0.35, from crc value 1), summed
+    per index and L2-normalised; no feature, or a zero sum: the unit vector along 0."""
+    vector = np.zeros(dim)
+    for word in re.findall(r"\w+", text.lower()):
+        data = word.encode("utf-8", "surrogatepass")
+        h = zlib.crc32(data)
+        vector[h % dim] += 1.0 if h >> 31 else -1.0
+        padded = b"<" + data + b">"
+        for i in range(len(padded) - 2):
+            h = zlib.crc32(padded[i : i + 3], 1)
+            vector[h % dim] += 0.35 if h >> 31 else -0.35
+    norm = math.sqrt(float(np.dot(vector, vector)))
+    if norm < 1e-9:
+        vector = np.zeros(dim)
+        vector[0] = 1.0
+        return vector
+    return vector / norm
+
+
+def test_a_request_of_many_texts_embeds_each_as_the_model_does_alone() -> None:
+    """`embed_rows` (one bincount for a whole request) gives each text the bits the model
+    gives it alone: repeated words, empty and cancelling texts, non-ASCII, dims 1 and 7."""
+    texts = [
+        "The parcel arrived two days late and the box was crushed.",
+        "",
+        "!!! ...",
+        "cat cat cat the cat",
+        "Ünïcödé wörds and 数据 and a\u0301",
+        "x" * 300,
+        "Summarize: benchmark row 17 describes a small event. It has a second sentence.",
+    ]
+    for dim in (1, 7, 256, 1024):
+        rows = embed_rows(texts, dim)
+        assert rows.shape == (len(texts), dim)
+        for text, row in zip(texts, rows, strict=True):
+            alone = reference_embedding(text, dim)
+            assert np.allclose(row, alone, rtol=0, atol=1e-12), (text, dim)
+            assert np.array_equal(row, embed_rows([text], dim)[0])
+            assert embed(text, dim) == row.tolist()
 
 
 @pytest.mark.parametrize("dim", [0, -5, True, 3.0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Mapping
 
@@ -24,6 +25,7 @@ class Emulator:
         self.token = token.encode()
         self.admin_token = admin_token.encode()
         self.log = RequestLog()
+        self.model = asyncio.Lock()
         self.endpoints: dict[str, EndpointConfig] = {}
         self.limits: dict[str, EndpointLimits] = {}
         self.reset()

@@ -210,10 +210,12 @@ async def _answer(
         if fault == "drop" and streaming is None:
             entry["status"] = DROPPED
             return _drop(request)
-        try:
-            result: Answer = answer(endpoint, decoded, request_id)
-        except ValueError as e:  # the model refused its parameters (e.g. response_format)
-            raise HttpError(400, str(e)) from None
+        async with emulator.model:  # answers one per loop turn, reading requests between
+            try:
+                result: Answer = answer(endpoint, decoded, request_id)
+            except ValueError as e:  # the model refused its parameters (e.g. response_format)
+                raise HttpError(400, str(e)) from None
+            await asyncio.sleep(0)  # the turn ends: queued handlers wait for the next one
         limits.charge_output(result.output_tokens)
         entry.update(
             status=200,

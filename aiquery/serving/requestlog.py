@@ -65,6 +65,10 @@ class RequestLog:
         self.started = time.time()
 
     def add(self, entry: LoggedRequest) -> None:
+        if entry.time < self.started:
+            # It arrived before a reset and is logged as it ends (a handler its client left
+            # while it waited for the model): the log is what arrived since the reset.
+            return
         self.entries.append(entry)
         stats = self.stats.setdefault(entry.endpoint or "<unknown>", EndpointStats())
         stats.requests += 1
@@ -80,6 +84,7 @@ class RequestLog:
     def reset(self) -> None:
         self.entries.clear()
         self.stats.clear()
+        self.started = time.time()
 
     def snapshot(
         self, endpoint: str | None = None, limit: int | None = None

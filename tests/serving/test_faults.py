@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -175,3 +176,40 @@ def test_admin_routes_need_the_admin_token(emulator: EmulatorServer) -> None:
     for token in (None, emulator.token, "wrong"):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         assert httpx.get(emulator.url + "/admin/stats", headers=headers).status_code == 401
+
+
+def test_answers_due_together_are_computed_one_per_loop_turn(
+    emulator: EmulatorServer, control: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator reads new requests between answers: when many are due at once (their
+    latency passed while it was busy), each is computed in a turn of its own, so a burst
+    of answers does not keep the requests that arrive meanwhile waiting unread."""
+    from aiquery.serving import pipeline
+
+    turns: list[int] = []
+    turn = 0
+    ticking = True
+
+    def tick() -> None:  # runs once per loop turn of the emulator
+        nonlocal turn
+        turn += 1
+        if ticking:
+            asyncio.get_running_loop().call_soon(tick)
+
+    real_answer = pipeline.answer
+
+    def answer(*args: object) -> pipeline.Answer:
+        turns.append(turn)
+        if len(turns) == 1:
+            time.sleep(0.3)  # busy: every other request's 20 ms latency passes meanwhile
+        return real_answer(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "answer", answer)
+    control.set_faults(latency_ms=20)
+    emulator.call(tick)
+    try:
+        statuses = asyncio.run(call_many(emulator, 8))
+    finally:
+        ticking = False
+    assert statuses == [200] * 8
+    assert len(turns) == 8 and len(set(turns)) == 8, turns

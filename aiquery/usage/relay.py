@@ -16,13 +16,13 @@ never sent), and Spark's task retry takes over.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 
 from aiquery.errors import AiQueryError
 from aiquery.usage.record import (
@@ -58,8 +58,7 @@ async def post_until(
     *,
     headers: Mapping[str, str],
     deadline_s: float,
-    data: bytes | None = None,
-    json: Any = None,
+    data: bytes,
 ) -> bytes:
     """POST to the driver's coordinator, retried with backoff until `deadline_s`; the body
     of its 200. A refusal that retrying cannot mend (a stranger's token, a wrong route,
@@ -68,7 +67,7 @@ async def post_until(
     give_up, delay, problem = loop.time() + deadline_s, 0.1, ""
     while True:
         try:
-            async with session.post(url, data=data, json=json, headers=headers) as answer:
+            async with session.post(url, data=data, headers=headers) as answer:
                 if answer.status == 200:
                     return await answer.read()
                 problem = f"HTTP {answer.status}: {(await answer.text())[:200]}"
@@ -104,7 +103,7 @@ class CoordinatorRoute:
         self.error = error
         self.deadline_s = deadline_s
         self.timeout_s = timeout_s
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._session: aiohttp.ClientSession | None = None
 
     async def post(self, body: Mapping[str, Any]) -> Any:
@@ -117,14 +116,14 @@ class CoordinatorRoute:
                 self.url,
                 headers=self._headers,
                 deadline_s=self.deadline_s,
-                json=dict(body),
+                data=orjson.dumps(dict(body)),  # an offer carries a batch's keys
             )
         except CoordinatorUnreachable as e:
             raise self.error(
                 f"{self.what} could not be had from the driver at {self.url} ({e}); check that "
                 "executors can reach the driver (aiquery.coordinator.host/port)"
             ) from None
-        return json.loads(answer)
+        return orjson.loads(answer)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -8,8 +8,9 @@ send at once. The next batch is queued before the current one is finished, so it
 take the slots that the current batch's stragglers leave free: a per-batch `gather`
 would idle every slot while waiting for the slowest request.
 
-Everything runs on the engine's own event loop in the task's thread: the loop runs only
-while the task waits for its oldest batch, and every in-flight request progresses then.
+Everything runs on the engine's own event loop in the task's thread: the loop runs while
+the task waits for its oldest batch, and every in-flight request progresses then (and for
+a few turns at a time, `pump`, while the task hands a batch of vectors back in slices).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiquery.client import sending
 from aiquery.client.budget import BudgetLimits, JobBudget
 from aiquery.client.cache import CacheClient, CacheSettings
 from aiquery.client.http import EndpointClient, Recorder
@@ -237,6 +239,12 @@ class BatchEngine:
             self._pending.popleft()
             yield batch.rows()
 
+    def pump(self) -> None:
+        """A few turns of the loop that wait for nothing: the answers that arrived are read,
+        and their slots send the next requests (each `sleep(0)` is two or three turns)."""
+        for _ in range(3):
+            self._loop.run_until_complete(asyncio.sleep(0))
+
     def _submit(self, inputs: Sequence[Any]) -> Batch:
         batch = Batch(len(inputs), self._loop.create_future())
         batch.hold()  # rows answered while others are sorted must not end the batch
@@ -251,7 +259,7 @@ class BatchEngine:
             elif value == "":
                 # No model can answer an empty prompt (some refuse it with a 400): say so
                 # instead of paying for the request.
-                error = self._empty_request_error()
+                error = sending.empty_request_error(self.endpoint.name)
                 batch.results[i] = RowResult(error=error)
                 if self.fail_fast:
                     self._fail(error)
@@ -320,14 +328,6 @@ class BatchEngine:
             await work
         except Exception as e:  # the driver unreachable: the task cannot answer its rows
             self._fail(e)
-
-    def _empty_request_error(self) -> RequestError:
-        return RequestError(
-            self.endpoint.name,
-            "the request is an empty string, so nothing was sent; filter such rows out, "
-            "or turn them into NULL (a NULL result) with NULLIF(col, '')",
-            attempts=0,
-        )
 
     async def _worker(self) -> None:
         assert self.client is not None

@@ -31,6 +31,16 @@ class RowResult:
 NULL_ROW = RowResult()
 
 
+def empty_request_error(endpoint: str) -> RequestError:
+    """A row whose request is an empty string: it is not sent (no model can answer it)."""
+    return RequestError(
+        endpoint,
+        "the request is an empty string, so nothing was sent; filter such rows out, "
+        "or turn them into NULL (a NULL result) with NULLIF(col, '')",
+        attempts=0,
+    )
+
+
 class Batch:
     """One input batch's rows: their results as they come, and a future done when all are."""
 

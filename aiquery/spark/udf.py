@@ -103,8 +103,12 @@ def run(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
                     continue
                 # Spark checks only the total row count, so a batch of vectors (40 MB for
                 # 10,000 rows of 1,024 floats) goes back in slices, not as one more copy.
+                # PySpark's write of a slice returns once the JVM has read it; while the JVM
+                # turns it into rows, the engine's loop takes a few turns (~70 ms a batch
+                # with no answer read otherwise: D 0.86-0.92 of the bare loop, 0.94-0.96).
                 for start in range(0, max(1, len(values)), _VECTOR_SLICE):
                     yield to_arrow(values[start : start + _VECTOR_SLICE], result_type)
+                    engine.pump()
         except RequestError as e:  # said of the function the user called (ai_classify, ...)
             raise e.for_function(spec.function) from None
 

@@ -131,6 +131,28 @@ def test_the_loop_lingers_by_the_endpoints_latency(
     assert [r.value for r in results] == [expected(p) for p in prompts]
 
 
+def test_pump_reads_the_answers_that_arrived_while_the_task_was_away(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    """While a task hands a batch back, the loop does not run; `pump` takes the answers that
+    arrived meanwhile without waiting for more, and the next batch is still right."""
+    control.set_faults(latency_ms=50)
+    ep = endpoint(emulator)
+    first = [f"Summarize: first {i}. tail" for i in range(4)]
+    second = [f"Summarize: second {i}. tail" for i in range(4)]
+    settings = EngineSettings(concurrency=4, policy=FAST_RETRIES)
+    with BatchEngine(ep, wire_for(ep, {}), settings, fail_fast=False) as engine:
+        batches = engine.map([first, second])
+        assert [r.value for r in next(batches)] == [expected(p) for p in first]
+        assert engine.requests_done == 4  # the second batch's four are in flight
+        time.sleep(0.5)  # they are answered; nothing reads the answers
+        assert engine.requests_done == 4
+        engine.pump()
+        assert engine.requests_done == 8
+        assert [r.value for r in next(batches)] == [expected(p) for p in second]
+    assert control.stats()["databricks-gpt-5-4"]["requests"] == 8
+
+
 def test_null_rows_send_nothing(emulator: EmulatorServer, control: EmulatorControl) -> None:
     (results,) = run(endpoint(emulator), [["Summarize: a. b", None, "Summarize: c. d", None]])
     assert [r.value for r in results] == ["a.", None, "c.", None]

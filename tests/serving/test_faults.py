@@ -178,15 +178,22 @@ def test_admin_routes_need_the_admin_token(emulator: EmulatorServer) -> None:
         assert httpx.get(emulator.url + "/admin/stats", headers=headers).status_code == 401
 
 
-def test_answers_due_together_are_computed_one_per_loop_turn(
-    emulator: EmulatorServer, control: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("turn_s, turns", [(0.0, 8), (60.0, 2)])
+def test_answers_due_together_take_a_loop_turn_each_when_they_are_expensive(
+    emulator: EmulatorServer,
+    control: EmulatorControl,
+    monkeypatch: pytest.MonkeyPatch,
+    turn_s: float,
+    turns: int,
 ) -> None:
-    """The emulator reads new requests between answers: when many are due at once (their
-    latency passed while it was busy), each is computed in a turn of its own, so a burst
-    of answers does not keep the requests that arrive meanwhile waiting unread."""
+    """The emulator reads new requests between expensive answers: when many are due at once
+    (their latency passed while it was busy), each answer that takes over `TURN_S` ends the
+    loop's turn, so a burst does not keep the requests that arrive meanwhile unread; cheaper
+    answers share a turn (the busy first one, then the seven due behind it)."""
     from aiquery.serving import pipeline
 
-    turns: list[int] = []
+    monkeypatch.setattr(pipeline, "TURN_S", turn_s)
+    computed_in: list[int] = []
     turn = 0
     ticking = True
 
@@ -199,17 +206,17 @@ def test_answers_due_together_are_computed_one_per_loop_turn(
     real_answer = pipeline.answer
 
     def answer(*args: object) -> pipeline.Answer:
-        turns.append(turn)
-        if len(turns) == 1:
-            time.sleep(0.3)  # busy: every other request's 20 ms latency passes meanwhile
+        computed_in.append(turn)
+        if len(computed_in) == 1:
+            time.sleep(0.5)  # busy: every other request's 200 ms latency passes meanwhile
         return real_answer(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline, "answer", answer)
-    control.set_faults(latency_ms=20)
+    control.set_faults(latency_ms=200)  # every request is read before the first is due
     emulator.call(tick)
     try:
         statuses = asyncio.run(call_many(emulator, 8))
     finally:
         ticking = False
     assert statuses == [200] * 8
-    assert len(turns) == 8 and len(set(turns)) == 8, turns
+    assert len(computed_in) == 8 and len(set(computed_in)) == turns, computed_in

@@ -60,7 +60,13 @@ def make_udf(spark: SparkSession, spec: CallSpec) -> UserDefinedFunction:
 
 def run(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
     """Answer every row of every batch; the executor-side body of the UDF. A batch is one
-    Arrow array, or a tuple of them when the UDF has several arguments."""
+    Arrow array, or a tuple of them when the UDF has several arguments. Once the task's rows
+    are answered and its engine gone, the worker returns what they freed to the system."""
+    yield from _answer(spec, batches)
+    worker_setup.release_memory()
+
+
+def _answer(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
     logs.setup()
     worker_setup.prepare()
     wire = wire_for(spec.endpoint, spec.params, spec.request_tags)

@@ -41,7 +41,7 @@ def embed_rows(texts: Sequence[str], dim: int) -> npt.NDArray[np.float64]:
 
     One `bincount` over every text's features, each offset into its own row, sums each
     value in the order one text's own `bincount` would, so a row is bit-identical to
-    `embed_array` of its text; a request of 100 texts is computed in a fifth of the time.
+    `embed_array` of its text; 100 texts take ~0.9 ms, against ~1.5 one at a time.
     """
     if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
         raise ProtocolError("embedding dimensions must be a positive integer")

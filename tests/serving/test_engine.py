@@ -6,6 +6,7 @@ import dataclasses
 import gc
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -151,6 +152,41 @@ def test_pump_reads_the_answers_that_arrived_while_the_task_was_away(
         assert engine.requests_done == 8
         assert [r.value for r in next(batches)] == [expected(p) for p in second]
     assert control.stats()["databricks-gpt-5-4"]["requests"] == 8
+
+
+@pytest.mark.parametrize(
+    "task, batch_rows, pulled",
+    [
+        # 10 inputs make one batched request: four windows of 2 requests, 8 batches ahead.
+        ("llm/v1/embeddings", 10, 8),
+        # One request per row: four windows, 8 rows, in batches of one row each.
+        ("llm/v1/chat", 1, 8),
+        # Batches larger than the queue: still two batches ahead.
+        ("llm/v1/chat", 10, 2),
+    ],
+)
+def test_the_engine_queues_requests_ahead_by_its_window(
+    emulator: EmulatorServer, task: str, batch_rows: int, pulled: int
+) -> None:
+    """Before it waits for its first batch the engine takes input batches until two are
+    queued and its requests fill the window four times over, batched or not; no more, so
+    the rows answered ahead of the oldest batch, which wait in memory, stay bounded."""
+    name = "databricks-gte-large-en" if task == "llm/v1/embeddings" else "databricks-gpt-5-4"
+    ep = endpoint(emulator, name, task=task, max_batch_size=10)
+    taken = 0
+
+    def batches() -> Iterator[list[str]]:
+        nonlocal taken
+        for b in range(20):
+            taken += 1
+            yield [f"Summarize: batch {b} row {i}. tail" for i in range(batch_rows)]
+
+    settings = EngineSettings(concurrency=2, policy=FAST_RETRIES)
+    with BatchEngine(ep, wire_for(ep, {}), settings, fail_fast=False) as engine:
+        answers = engine.map(batches())
+        assert len(next(answers)) == batch_rows
+        assert taken == pulled
+        assert sum(len(batch) for batch in answers) == 19 * batch_rows
 
 
 def test_null_rows_send_nothing(emulator: EmulatorServer, control: EmulatorControl) -> None:

@@ -1,9 +1,9 @@
 """The per-task batch engine: a window of in-flight requests that spans Arrow batch boundaries.
 
 A Spark task hands its input batches, one after another, to `BatchEngine.map`, which
-yields one list of row results per input batch, in input order. Rows become requests
-(one per row, or many rows per request for embeddings and custom models) queued for a
-fixed pool of worker coroutines; the adaptive concurrency limit decides how many of them
+yields one list of row results per input batch (or per part of one), in input order.
+Rows become requests (one per row, or many rows per request for embeddings and custom
+models) queued for a fixed pool of worker coroutines; the adaptive concurrency limit decides how many of them
 send at once. The next batch is queued before the current one is finished, so its rows
 take the slots that the current batch's stragglers leave free: a per-batch `gather`
 would idle every slot while waiting for the slowest request.
@@ -218,8 +218,9 @@ class BatchEngine:
 
     # --- the window -----------------------------------------------------------------------
 
-    def map(self, batches: Iterable[Sequence[Any]]) -> Iterator[list[RowResult]]:
-        """One list of row results per input batch, in order. None inputs give NULL_ROW; a
+    def map(self, batches: Iterable[Sequence[Any]], part: int = 0) -> Iterator[list[RowResult]]:
+        """The row results of each input batch, in order: in lists of `part` rows (a
+        batch's last one shorter), or one per batch. None inputs give NULL_ROW; a
         RequestError input is that row's error, sent nothing."""
         source = iter(batches)
         more = True
@@ -231,13 +232,15 @@ class BatchEngine:
                 except StopIteration:
                     more = False
                     break
-                self._pending.append(self._submit(inputs))
+                self._pending.append(self._submit(inputs, part))
             if not self._pending:
                 return
             batch = self._pending[0]  # stays pending while awaited, so a failure reaches it
-            self._loop.run_until_complete(batch.done)
-            self._pending.popleft()
-            yield batch.rows()
+            self._loop.run_until_complete(batch.ready)
+            results = batch.take()
+            if batch.finished:
+                self._pending.popleft()
+            yield results
 
     def pump(self) -> None:
         """A few turns of the loop that wait for nothing: the answers that arrived are read,
@@ -245,22 +248,21 @@ class BatchEngine:
         for _ in range(3):
             self._loop.run_until_complete(asyncio.sleep(0))
 
-    def _submit(self, inputs: Sequence[Any]) -> Batch:
-        batch = Batch(len(inputs), self._loop.create_future())
-        batch.hold()  # rows answered while others are sorted must not end the batch
+    def _submit(self, inputs: Sequence[Any], part: int = 0) -> Batch:
+        batch = Batch(len(inputs), self._loop, part)
         rows = []
         for i, value in enumerate(inputs):
             if value is None:
-                batch.results[i] = NULL_ROW
+                batch.answer(i, NULL_ROW)
             elif isinstance(value, RequestError):  # refused before sending (a bad image, ...)
-                batch.results[i] = RowResult(error=value)
+                batch.answer(i, RowResult(error=value))
                 if self.fail_fast:
                     self._fail(value)
             elif value == "":
                 # No model can answer an empty prompt (some refuse it with a 400): say so
                 # instead of paying for the request.
                 error = sending.empty_request_error(self.endpoint.name)
-                batch.results[i] = RowResult(error=error)
+                batch.answer(i, RowResult(error=error))
                 if self.fail_fast:
                     self._fail(error)
             else:
@@ -275,14 +277,11 @@ class BatchEngine:
                 rows = self._share_out(batch, rows, inputs, keys)
             self._report_duplicates()
         if self._failure is not None:
-            if not batch.done.done():
-                batch.done.set_exception(self._failure)
+            batch.fail(self._failure)
             return batch
         for chunk in chunks(rows, inputs, self.wire.batched, self.endpoint.max_batch_size):
-            batch.remaining += len(chunk)
             same = None if keys is None else [keys[i] for i in chunk]
             self._calls.append(Send(batch, chunk, [inputs[i] for i in chunk], same))
-        batch.release()
         self._wakeup.set()
         return batch
 
@@ -294,7 +293,7 @@ class BatchEngine:
         if not hits:
             return rows
         for i, value in hits.items():
-            batch.results[i] = RowResult(value)
+            batch.answer(i, RowResult(value))
         self.rows_cached += len(hits)
         self._saved(len(hits), CACHE)
         return [i for i in rows if i not in hits]
@@ -368,8 +367,7 @@ class BatchEngine:
         if self._share is not None:
             self._share.forget_parked()
         for batch in self._pending:
-            if not batch.done.done():
-                batch.done.set_exception(error)
+            batch.fail(error)
 
     def _report_duplicates(self) -> None:
         """Record the rows answered by another row's request since the last report (once
@@ -389,11 +387,3 @@ class BatchEngine:
     def rows_deduplicated(self) -> int:
         """Rows answered by another row's request (or its remembered answer)."""
         return self._dedup.rows
-
-    @property
-    def retries(self) -> int:
-        return self.client.retries if self.client else 0
-
-    @property
-    def throttles(self) -> int:
-        return self.client.concurrency.throttles if self.client else 0

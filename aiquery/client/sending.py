@@ -42,37 +42,65 @@ def empty_request_error(endpoint: str) -> RequestError:
 
 
 class Batch:
-    """One input batch's rows: their results as they come, and a future done when all are."""
+    """One input batch's rows: their results as they come, handed back in parts of `part`
+    rows (the whole batch by default), in order, each as soon as all its rows have one.
+    `ready` is done when the next part is complete, or holds the task's failure."""
 
-    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+    def __init__(self, size: int, loop: asyncio.AbstractEventLoop, part: int = 0) -> None:
         self.results: list[RowResult | None] = [None] * size
-        self.remaining = 0
-        self.done = done
+        self._loop = loop
+        self._part = part or max(1, size)
+        # Rows without a result yet, per part (an empty batch is one empty part).
+        self._left = [min(self._part, size - s) for s in range(0, max(1, size), self._part)]
+        self._next = 0  # the part handed back next
+        self._failure: BaseException | None = None
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self._check()
 
-    def hold(self) -> None:
-        """Not done while rows are still being sorted (`release` ends the hold)."""
-        self.remaining += 1
+    @property
+    def finished(self) -> bool:
+        """Every part handed back."""
+        return self._next == len(self._left)
 
-    def release(self) -> None:
-        self.remaining -= 1
-        if self.remaining == 0 and not self.done.done():
-            self.done.set_result(None)
+    def answer(self, row: int, result: RowResult) -> None:
+        assert self.results[row] is None, f"row {row} answered twice"
+        self.results[row] = result
+        part = row // self._part
+        self._left[part] -= 1
+        if part == self._next:
+            self._check()
 
     def fill(self, rows: Sequence[int], results: Sequence[RowResult]) -> None:
         for row, result in zip(rows, results, strict=True):
-            self._set(row, result)
-        self.remaining -= len(rows)
-        if self.remaining == 0 and not self.done.done():
-            self.done.set_result(None)
+            self.answer(row, result)
 
-    def _set(self, row: int, result: RowResult) -> None:
-        assert self.results[row] is None, f"row {row} answered twice"
-        self.results[row] = result
+    def fail(self, error: BaseException) -> None:
+        """The task failed: the part awaited, and every later one, raises `error`."""
+        self._failure = error
+        if not self.ready.done():
+            self.ready.set_exception(error)
 
-    def rows(self) -> list[RowResult]:
-        missing = [i for i, r in enumerate(self.results) if r is None]
-        assert not missing, f"rows {missing[:5]} were never answered"
-        return [r for r in self.results if r is not None]
+    def take(self) -> list[RowResult]:
+        """The next part's results, once `ready`. Its rows are let go (a part of vectors is
+        megabytes), and `ready` then waits for the part after it."""
+        start = self._next * self._part
+        part = self.results[start : start + self._part]
+        assert all(r is not None for r in part), "a part was handed back unanswered"
+        self.results[start : start + len(part)] = [_HANDED_BACK] * len(part)
+        self._next += 1
+        if not self.finished:
+            self.ready = self._loop.create_future()
+            if self._failure is not None:
+                self.ready.set_exception(self._failure)
+            self._check()
+        return [r for r in part if r is not None]
+
+    def _check(self) -> None:
+        if not self.ready.done() and self._left[self._next] == 0:
+            self.ready.set_result(None)
+
+
+_HANDED_BACK = RowResult()  # in place of a result handed back: not None, so not answered twice
 
 
 @dataclass(slots=True)
@@ -244,11 +272,10 @@ class Deduplicator:
             key = dedup_key(inputs[i])
             known = self._memo.get(key)
             if known is not None:
-                batch.results[i] = known
+                batch.answer(i, known)
                 self.rows += 1
             elif (waiting := self._waiting.get(key)) is not None:
                 waiting.append((batch, i))
-                batch.remaining += 1
             else:
                 self._waiting[key] = []
                 keys[i] = key
@@ -268,7 +295,6 @@ class Deduplicator:
     def park(self, key: Hashable, batch: Batch, row: int) -> None:
         """`row` waits for `key`'s answer from elsewhere (another task's request)."""
         self._waiting[key].append((batch, row))
-        batch.remaining += 1
 
     def hand_over(self, key: Hashable) -> tuple[Batch, int]:
         """One of the rows waiting for `key`, to send `key`'s request for them all."""

@@ -112,6 +112,24 @@ def test_order_is_preserved_across_batches_under_random_latency(
     ]
 
 
+def test_a_batch_in_parts_hands_each_back_once_it_is_answered_not_the_whole_batch(
+    emulator: EmulatorServer, control: EmulatorControl
+) -> None:
+    """With `part`, a batch's results come back in order, in lists of `part` rows, each
+    as soon as its rows are answered: the first before the batch's later requests are."""
+    control.set_faults(latency_ms=20, latency_distribution="exponential", seed=5)
+    batches = [[f"Summarize: part {b}-{i}. tail" for i in range(25)] for b in range(3)]
+    ep = endpoint(emulator)
+    settings = EngineSettings(concurrency=2, policy=FAST_RETRIES)
+    with BatchEngine(ep, wire_for(ep, {}), settings, fail_fast=False) as engine:
+        parts = engine.map(batches, part=10)
+        first = next(parts)
+        assert engine.requests_done < 25  # the batch's last rows are still to be answered
+        out = [first, *parts]
+    assert [len(p) for p in out] == [10, 10, 5] * 3
+    assert [r.value for p in out for r in p] == [expected(t) for b in batches for t in b]
+
+
 def test_the_loop_lingers_by_the_endpoints_latency(
     emulator: EmulatorServer, control: EmulatorControl
 ) -> None:

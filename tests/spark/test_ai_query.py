@@ -99,7 +99,8 @@ def test_embeddings_return_array_float_in_few_requests(
 
 
 def test_a_batch_of_vectors_goes_back_in_slices_in_row_order(spark, workspace) -> None:  # type: ignore[no-untyped-def]
-    # One partition of 2,100 rows: one Arrow batch, handed back in slices of 1,024 rows.
+    # One partition of 2,100 rows: one Arrow batch, answered and handed back in slices of
+    # 1,024 rows.
     df = aiquery.sql(
         spark,
         "SELECT id, ai_query('databricks-gte-large-en', concat('row text ', CAST(id AS STRING))) "

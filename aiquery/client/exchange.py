@@ -97,7 +97,7 @@ class Offer:
     """The exchange's word on the inputs a task offered."""
 
     found: dict[str, str]  # key -> encoded answer
-    yours: list[str]
+    yours: list[str]  # claimed for the task to send (an unclaimed offer lists none)
     wait: list[str]
     want: list[str] = field(default_factory=list)  # answered claims to publish the answers of
     claimed: bool = True  # `yours` are claimed: the task says when they are answered
@@ -190,9 +190,10 @@ class AnswerExchange:
         if room <= 0 and any((exchange, key) in self._answers for key in keys):
             return None  # an input answered was seen, unless the seen were too many by then
         found.seen.extend(shorts[: max(room, 0)])
-        if not light:
-            found.claims.update(dict.fromkeys(keys, claimant))
-        return Offer({}, list(keys), [], claimed=not light)
+        if light:  # none claimed, so none listed back (10,000 keys: 670 KB): all are sent
+            return Offer({}, [], [], claimed=False)
+        found.claims.update(dict.fromkeys(keys, claimant))
+        return Offer({}, list(keys), [])
 
     def _sort(
         self,

@@ -144,7 +144,7 @@ def test_the_json_route_reads_and_answers_the_offer() -> None:
 def test_light_inputs_are_not_claimed_until_the_query_shows_repeats() -> None:
     exchange = AnswerExchange()
     first = exchange.offer("q", "a", ["k1", "k2"], light=True)
-    assert first.yours == ["k1", "k2"] and not first.claimed
+    assert first.yours == [] and not first.claimed  # all the task's to send, none claimed
     assert exchange._exchanges["q"].claims == {}  # only their hashes are remembered
     # The first repeat: its first request may be in flight or done, unknown: sent again.
     repeat = exchange.offer("q", "b", ["k1"], light=True)

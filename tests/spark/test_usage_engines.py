@@ -245,3 +245,40 @@ def test_a_batch_whose_scope_is_too_large_for_delta_rs_is_merged_by_spark(
         writer.close()
     finally:
         committer(spark).start()
+
+
+def test_the_background_flusher_waits_for_a_paused_task_to_close_its_file(
+    spark, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A task whose last requests are still in flight writes nothing for a while: the spool
+    is silent, but the task's file is open, so no MERGE runs mid-job. Once the task closes
+    its file, the flusher merges within about `idle_s`."""
+    committer(spark).stop()  # the session's flusher must not read this spool
+    flusher = _committer(spark, tmp_path / "spool", "delta-rs")
+    flushes: list[float] = []
+    merge = flusher.flush
+
+    def flush(**kw: bool) -> int:
+        flushes.append(time.monotonic())
+        return merge(**kw)
+
+    try:
+        writer = SpoolWriter(tmp_path / "spool", CALL)
+        done = Attempt(new_id(), time.time(), 1, 1, 200, 5, 2)
+        writer.started(done)
+        writer.finished(done)
+        writer.started(Attempt(new_id(), time.time(), 1, 1))  # in flight: a long tail
+        flusher.flush = flush  # type: ignore[method-assign]
+        flusher.start(interval_s=3600, idle_s=0.2)
+        time.sleep(2.0)  # ten times idle_s of silence
+        assert flushes == []
+        writer.close()
+        give_up = time.monotonic() + 60
+        while not flushes and time.monotonic() < give_up:
+            time.sleep(0.1)
+        assert flushes, "the spool was never flushed once its file was closed"
+        flusher.stop()  # waits for the flush under way
+        assert len(_rows(spark, [done.request_id])) == 1
+    finally:
+        flusher.stop()
+        committer(spark).start()

@@ -10,7 +10,7 @@ that conflict are retried, never dropped. Files are deleted only after their row
 committed and their writer has closed them (or died).
 
 Flushes run at every `aiquery.flush_usage(spark)`, from a background thread (about 2 s after
-a job stops writing, and every `flushIntervalSeconds` during a long one), before
+a job's tasks close their spool files, and every `flushIntervalSeconds` during a long job), before
 `aiquery.sql` reads `system.ai_gateway.usage`, at exit, and at the next start after a
 crash (the files are still there). The table is created by the first flush; the thread
 starts when a call site is first bound for execution (`aiquery.spark.runtime`).
@@ -39,6 +39,7 @@ from aiquery.usage.driver.settings import require_delta, usage_settings
 from aiquery.usage.driver.spool import (
     in_time_order,
     is_abandoned,
+    quiet,
     read_rows,
     spool_files,
     writer_of,
@@ -282,9 +283,9 @@ class UsageCommitter:
     # --- background flushing ---------------------------------------------------------------
 
     def start(self, interval_s: float = 60.0, idle_s: float = 2.0) -> None:
-        """Flush in the background: once the spool has been quiet for `idle_s` (a job just
-        finished), and at least every `interval_s` while a long job keeps writing; once more
-        at exit."""
+        """Flush in the background: once the spool has been quiet for `idle_s` with every
+        file closed (a job just finished, `spool.quiet`), and at least every `interval_s`
+        while a long job keeps writing; once more at exit."""
         if self._thread is not None:
             return
         self.ever_started = True
@@ -305,11 +306,10 @@ class UsageCommitter:
                 last_flush = time.monotonic()
                 continue
             try:
-                newest = max(p.stat().st_mtime for p in files)
+                stopped = quiet(files, idle_s, interval_s)
             except FileNotFoundError:
                 continue
-            quiet = time.time() - newest >= idle_s
-            if not quiet and time.monotonic() - last_flush < interval_s:
+            if not stopped and time.monotonic() - last_flush < interval_s:
                 continue
             try:
                 if self.flush(background=True):

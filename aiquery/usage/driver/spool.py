@@ -47,6 +47,19 @@ def spool_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.suffix in (".jsonl", ".open"))
 
 
+def quiet(files: list[Path], idle_s: float, open_idle_s: float) -> bool:
+    """Has the spool stopped: no file written for `idle_s`, and none still open (its task
+    running) for `open_idle_s`? A long-tailed job's last requests leave pauses longer than
+    `idle_s`, and a flush in one merged mid-job, then again at its end. A file that a dead
+    writer left open stops counting after `open_idle_s`. Raises FileNotFoundError when a
+    file goes meanwhile (renamed as its writer closes it, or deleted by a flush)."""
+    now = time.time()
+    return all(
+        now - path.stat().st_mtime >= (open_idle_s if path.suffix == ".open" else idle_s)
+        for path in files
+    )
+
+
 def in_time_order(files: list[Path]) -> list[Path]:
     """`files` by when each was last written, a writer's own in sequence (its next file is
     written after it). Concurrent writers' files interleave: a run of consecutive files

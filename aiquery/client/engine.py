@@ -185,7 +185,9 @@ class BatchEngine:
         self._wakeup = asyncio.Event()
         self._workers = [self._loop.create_task(self._worker()) for _ in range(self.ceiling)]
         if self._share is not None:
-            pump = self._share.run(self._answered_elsewhere, self._handed_over)
+            pump = self._share.run(
+                self._answered_elsewhere, self._handed_over, lambda: trend.recent
+            )
             self._workers.append(self._loop.create_task(self._guard(pump)))
 
     def close(self) -> None:

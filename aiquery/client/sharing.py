@@ -7,7 +7,8 @@ it first offers to its call site's exchange on the driver's coordinator (`POST /
 own; rows whose input another task answered take that answer, and rows whose input another
 task is sending wait for it (a long poll, `HOLD_S`).
 
-Text answers are published as they arrive (every `PUBLISH_DELAY_S`). Embeddings (cheap
+Text answers are published as they arrive, those of a moment in one post (`publish_delay_s`:
+a quarter of the endpoint's latency, from 0.1 to 1 s). Embeddings (cheap
 requests, many per second, 4 KB or more each) are offered `light`: until the query shows
 repeats the exchange does not claim them, so nothing is reported back; from then on they
 are claimed, reported as answered, and their vectors published when the exchange wants
@@ -42,7 +43,9 @@ from aiquery.usage.relay import CoordinatorRoute
 log = logging.getLogger("aiquery")
 
 HEARTBEAT_S = STALE_S / 4  # a task holding claims is heard from at least this often
-PUBLISH_DELAY_S = 0.1  # answers arriving within this share one post
+PUBLISH_DELAY_S = 0.1  # answers arriving within this share one post, at least,
+PUBLISH_SHARE = 0.25  # or within this share of the endpoint's recent latency,
+PUBLISH_MAX_S = 1.0  # and at most this
 HOLD_S = 1.0  # how long the coordinator holds a waiting task's poll for news
 
 
@@ -133,9 +136,11 @@ class SharedInputs:
         self,
         answered: Callable[[Hashable, Any], None],
         yours: Callable[[Hashable, Any], None],
+        latency_s: Callable[[], float] = lambda: 0.0,
     ) -> None:
+        """`latency_s`: the endpoint's recent latency, which spaces the posts of answers."""
         threading.Thread(target=self._beat, name="aiquery-share-heartbeat", daemon=True).start()
-        await asyncio.gather(self._publisher(), self._poller(answered, yours))
+        await asyncio.gather(self._publisher(latency_s), self._poller(answered, yours))
 
     def _beat(self) -> None:
         """Tell the exchange this task lives, from a thread: the task's loop does not run
@@ -154,10 +159,10 @@ class SharedInputs:
             except OSError as e:  # the loop's own posts say so, if it lasts
                 log.debug("aiquery: a heartbeat to the driver's exchange failed: %s", e)
 
-    async def _publisher(self) -> None:
+    async def _publisher(self, latency_s: Callable[[], float]) -> None:
         while True:
             await self._news.wait()
-            await asyncio.sleep(PUBLISH_DELAY_S)
+            await asyncio.sleep(publish_delay_s(latency_s()))
             self._news.clear()
             if self._answers or self._answered or self._released:
                 await self._publish()
@@ -217,6 +222,15 @@ class SharedInputs:
         finally:
             await self._publishing.close()
             await self._polling.close()
+
+
+def publish_delay_s(latency_s: float) -> float:
+    """How long a task gathers its answers before it posts them to the exchange. A row of
+    another task that waits for one of them waits this much longer, at most a quarter of
+    what its own request would have taken. From a task of an LLM answering in 2 s, answers
+    come a few at a time all along, and they were ten posts a second, each a request to
+    parse and answer on the driver; now two."""
+    return min(PUBLISH_MAX_S, max(PUBLISH_DELAY_S, PUBLISH_SHARE * latency_s))
 
 
 async def count_shared(

@@ -105,6 +105,46 @@ def test_a_task_after_another_finished_takes_its_published_answers(
     assert control.stats()[NAME]["requests"] == 120 and saved == 60
 
 
+def test_answers_are_posted_a_few_times_per_latency_not_ten_times_a_second(
+    emulator: EmulatorServer, driver, exchange, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A task's answers coming one by one (an LLM's, 2 s each: every 50 ms here) go to the
+    exchange a quarter of the latency at a time, 0.5 s, not every 0.1 s; all of them."""
+    posts: list[int] = []
+    publish = sharing.SharedInputs._publish
+
+    async def counted(self: sharing.SharedInputs, **kw: bool) -> None:
+        posts.append(len(self._answers))
+        await publish(self, **kw)
+
+    monkeypatch.setattr(sharing.SharedInputs, "_publish", counted)
+    shared = sharing.SharedInputs(
+        driver.url, driver.token, ShareSettings(uuid.uuid4().hex), endpoint(emulator), {}
+    )
+
+    async def task() -> None:
+        offer = [(i, f"Summarize: answer {i}. x") for i in range(40)]
+        found, wait = await shared.offer(offer)
+        assert not found and not wait  # all claimed by this task
+        nothing = lambda *_: None  # noqa: E731 (no answer arrives from elsewhere here)
+        running = asyncio.ensure_future(shared.run(nothing, nothing, lambda: 2.0))
+        for i in range(40):
+            shared.settle(i, f"answer {i}", True)
+            await asyncio.sleep(0.05)
+        running.cancel()
+        await shared.close()
+
+    asyncio.run(task())
+    assert sum(posts) == 40
+    assert len(posts) <= 2 / 0.5 + 3  # 2 s of answers, then the closing posts; ~20 before
+
+
+def test_the_publish_delay_follows_the_latency_within_bounds() -> None:
+    assert sharing.publish_delay_s(0.0) == sharing.publish_delay_s(0.2) == 0.1
+    assert sharing.publish_delay_s(2.0) == 0.5
+    assert sharing.publish_delay_s(30.0) == 1.0
+
+
 def test_vectors_move_to_the_driver_only_once_the_query_shows_repeats(
     emulator: EmulatorServer, control: EmulatorControl, driver, exchange
 ) -> None:  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -265,7 +266,11 @@ def saved_line(saved: Saved) -> bytes:
 
 
 def _line(values: Mapping[str, Any]) -> bytes:
-    return (json.dumps(values, separators=(",", ":")) + "\n").encode()
+    """One JSON line: orjson writes one in ~0.4 µs, `json` in ~4 (two lines a request)."""
+    try:
+        return orjson.dumps(values, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:  # a lone surrogate, an integer past 64 bits: said as json does
+        return (json.dumps(values, separators=(",", ":")) + "\n").encode()
 
 
 def parse_line(raw: bytes) -> tuple[str, Call | Attempt | Saved | CacheEntry]:

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from aiquery.usage.record import (
     ARROW_SCHEMA,
@@ -86,6 +87,25 @@ def test_spool_lines_round_trip_with_short_keys() -> None:
     started = Attempt("r2", 1.5, 1, 3)
     assert parse_line(attempt_line(STARTED, started)) == (STARTED, started)
     assert parse_line(header_line(CALL)) == (HEADER, CALL)
+
+
+@pytest.mark.parametrize(
+    ("error", "tokens"),
+    [
+        ("plain", 7),
+        ("réponse 応答 🙂", 7),
+        ('quotes " and \\ and \n newline', 7),
+        ("a lone \ud800 surrogate", 7),  # orjson refuses it: written by json
+        ("plain", 2**70),  # likewise
+    ],
+)
+def test_any_text_and_any_count_a_server_sends_survives_its_spool_line(
+    error: str, tokens: int
+) -> None:
+    attempt = Attempt("r3", 1.5, 1, 1, 500, 12.5, 3, input_tokens=tokens, error_message=error)
+    line = attempt_line(FINISHED, attempt)
+    assert line.endswith(b"\n") and b"\n" not in line[:-1]
+    assert parse_line(line) == (FINISHED, attempt)
 
 
 def _row(attempt: Attempt, *, finished: bool) -> dict[str, Any]:

@@ -3,10 +3,10 @@
 A Spark task hands its input batches, one after another, to `BatchEngine.map`, which
 yields one list of row results per input batch (or per part of one), in input order.
 Rows become requests (one per row, or many rows per request for embeddings and custom
-models) queued for a fixed pool of worker coroutines; the adaptive concurrency limit decides how many of them
-send at once. The next batch is queued before the current one is finished, so its rows
-take the slots that the current batch's stragglers leave free: a per-batch `gather`
-would idle every slot while waiting for the slowest request.
+models) queued for a fixed pool of worker coroutines; the adaptive concurrency limit
+decides how many of them send at once. The next batch is queued before the current one is
+finished, so its rows take the slots that the current batch's stragglers leave free: a
+per-batch `gather` would idle every slot while waiting for the slowest request.
 
 Everything runs on the engine's own event loop in the task's thread: the loop runs while
 the task waits for its oldest batch, and every in-flight request progresses then (and for

@@ -84,42 +84,38 @@ def _answer(spec: CallSpec, batches: Iterator[Any]) -> Iterator[pa.Array]:
         if spec.usage
         else None
     )
-    contents: deque[list[Any]] = deque()  # the engine reads ahead; answers come back in order
-
-    def inputs() -> Iterator[list[Any]]:
-        for batch in batches:
-            values, content = rows.inputs(batch)
-            contents.append(content)
-            yield values
-
     # Parsed once per task, not per batch. Vectors are packed when the JVM extension unpacks
     # them, and answered in slices as each is complete (Spark checks only the total row
     # count): a batch of them (40 MB for 10,000 rows of 1,024 floats) waited in memory for
     # its slowest request, and then for its hand-back, with the next batch's answers.
     result_type = spec.result_type
-    sliced = spec.packed or isinstance(result_type, ArrayType)
+    part = _VECTOR_SLICE if spec.packed or isinstance(result_type, ArrayType) else 0
     to_arrow = vectors.pack if spec.packed else answers.to_arrow_array
-    done = 0  # rows of the oldest batch answered so far, when in slices
+    # The engine reads ahead, and hands back each batch (or each slice of one) in order.
+    contents: deque[list[Any]] = deque()
+
+    def inputs() -> Iterator[list[Any]]:
+        for batch in batches:
+            values, content = rows.inputs(batch)
+            if part:  # as the engine slices the batch: `part` rows each, one if it is empty
+                contents.extend(content[i : i + part] for i in range(0, max(1, len(content)), part))
+            else:
+                contents.append(content)
+            yield values
+
     # The engine drains the recorder on its loop as it closes, failed or not.
     with BatchEngine(
         spec.endpoint, wire, spec.settings, fail_fast=spec.fail_on_error, recorder=recorder
     ) as engine:
         try:
-            for results in engine.map(inputs(), part=_VECTOR_SLICE if sliced else 0):
-                if not sliced:
-                    yield to_arrow(rows.values(results, contents.popleft()), result_type)
-                    continue
-                content = contents[0][done : done + len(results)]
-                done += len(results)
-                if done == len(contents[0]):  # the batch's last slice
-                    contents.popleft()
-                    done = 0
-                yield to_arrow(rows.values(results, content), result_type)
-                # PySpark's write of a slice returns once the JVM has read it; while the JVM
-                # turns it into rows, the engine's loop takes a few turns. Without them no
-                # answer was read for ~70 ms a 10,000-row batch (alternating D runs: 0.86-0.92
-                # of the bare loop without, 0.94-0.96 with).
-                engine.pump()
+            for results in engine.map(inputs(), part=part):
+                yield to_arrow(rows.values(results, contents.popleft()), result_type)
+                if part:
+                    # PySpark's write of a slice returns once the JVM has read it; while the
+                    # JVM turns it into rows, the engine's loop takes a few turns. Without
+                    # them no answer was read for ~70 ms a 10,000-row batch (alternating D
+                    # runs: 0.86-0.92 of the bare loop without, 0.94-0.96 with).
+                    engine.pump()
         except RequestError as e:  # said of the function the user called (ai_classify, ...)
             raise e.for_function(spec.function) from None
 
